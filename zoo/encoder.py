@@ -1,0 +1,244 @@
+"""``RecurrentEncoder``: stacked, optionally bidirectional layers of any registered cell.
+
+The encoder is the one thing tasks receive. It maps ``[batch, time, input_size]`` to
+``[batch, time, output_size]`` (``output_size = hidden_size * num_directions``) and returns the final state
+of every layer and direction, so that a recipe can swap ``cell: gru`` for ``cell: mgu`` and nothing else
+changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoo.cells import Gates, RecurrentLayer, State, build_cell, check_cell_options, get_cell_spec
+from zoo.cells.base import as_lengths
+
+EncoderState = list[State]
+
+
+@dataclass
+class EncoderConfig:
+    """Everything about an encoder except its input size, which the task decides.
+
+    Attributes:
+        cell: a registry name (``zoo.list_cells()``).
+        hidden_size: state size of every layer and direction.
+        num_layers: stacked layers.
+        bidirectional: add a layer reading each sequence backwards (within its length).
+        dropout: dropout on the outputs of every layer but the last, in training only.
+        cell_options: family-specific options, checked against the cell's signature.
+    """
+
+    cell: str = "gru"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    cell_options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, input_size: int) -> RecurrentEncoder:
+        """Build the encoder for inputs of ``input_size`` features."""
+        return RecurrentEncoder(input_size=input_size, **asdict(self))
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of ``x`` ``[batch, time, ...]`` within its own length; padding stays put."""
+    if lengths is None:
+        return x.flip(1)
+    batch, time = x.shape[:2]
+    steps = torch.arange(time, device=x.device).unsqueeze(0).expand(batch, time)
+    lens = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(steps < lens, lens - 1 - steps, steps)
+    index = index.view(batch, time, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+class RecurrentEncoder(nn.Module):
+    """Stacked recurrent layers of one registered cell.
+
+    Args:
+        cell: registry name of the cell (``"gru"``, ``"mgu"``, ...).
+        input_size: features per input step.
+        hidden_size: state size of each layer and direction.
+        num_layers: number of stacked layers.
+        bidirectional: also read every sequence backwards; outputs are concatenated ``[fwd, bwd]``.
+        dropout: dropout between layers (not after the last), active in training only.
+        cell_options: family-specific options for every layer.
+
+    ``forward(x, state=None, lengths=None)`` returns ``output`` ``[batch, time, output_size]`` (zero on
+    padding) and the final states as a list ordered ``layer0_fwd, layer0_bwd, layer1_fwd, ...``.
+    """
+
+    def __init__(
+        self,
+        cell: str = "gru",
+        input_size: int = 1,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        cell_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        options = dict(cell_options or {})
+        get_cell_spec(cell)
+        check_cell_options(cell, options)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.cell = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = dropout
+        self.cell_options = options
+        layers: list[RecurrentLayer] = []
+        for layer in range(num_layers):
+            size = input_size if layer == 0 else hidden_size * self.num_directions
+            layers.extend(build_cell(cell, size, hidden_size, **options) for _ in range(self.num_directions))
+        self.layers = nn.ModuleList(layers)
+        self.drop = nn.Dropout(dropout)
+
+    @property
+    def output_size(self) -> int:
+        """Features per output step: ``hidden_size * num_directions``."""
+        return self.hidden_size * self.num_directions
+
+    @property
+    def state_size(self) -> int:
+        """Tensors per layer state (1, or 2 for LSTM-like cells)."""
+        return self._layer(0).state_size
+
+    def _layer(self, i: int) -> RecurrentLayer:
+        layer = self.layers[i]
+        assert isinstance(layer, RecurrentLayer)
+        return layer
+
+    def initial_state(self, batch_size: int, *, device: torch.device, dtype: torch.dtype) -> EncoderState:
+        """Zero states for every layer and direction."""
+        return [
+            self._layer(i).initial_state(batch_size, device=device, dtype=dtype)
+            for i in range(len(self.layers))
+        ]
+
+    def _check_state(self, state: Sequence[State] | None) -> None:
+        if state is not None and len(state) != len(self.layers):
+            raise ValueError(
+                f"encoder state must be a list of {len(self.layers)} layer states "
+                f"(num_layers={self.num_layers} x directions={self.num_directions}), got {len(state)}"
+            )
+
+    def _run(
+        self, x: Tensor, state: Sequence[State] | None, lengths: Tensor | Sequence[int] | None, gates: bool
+    ) -> tuple[Tensor, EncoderState, list[Gates]]:
+        if x.dim() != 3:
+            raise ValueError(
+                f"RecurrentEncoder expects x of shape [batch, time, input_size={self.input_size}], "
+                f"got shape {list(x.shape)}"
+            )
+        self._check_state(state)
+        lens = as_lengths(lengths, x.size(0), x.size(1))
+        finals: EncoderState = []
+        all_gates: list[Gates] = []
+        out = x
+        for layer in range(self.num_layers):
+            if layer > 0:
+                out = self.drop(out)
+            dir_outputs = []
+            for d in range(self.num_directions):
+                i = layer * self.num_directions + d
+                cell = self._layer(i)
+                inp = out if d == 0 else reverse_padded(out, lens)
+                s0 = None if state is None else state[i]
+                if gates and cell.gate_names:
+                    o, s, g = cell.forward_with_gates(inp, s0, lens)
+                    if d == 1:
+                        g = {k: reverse_padded(v, lens) for k, v in g.items()}
+                    all_gates.append(g)
+                else:
+                    o, s = cell(inp, s0, lens)
+                dir_outputs.append(o if d == 0 else reverse_padded(o, lens))
+                finals.append(s)
+            out = dir_outputs[0] if len(dir_outputs) == 1 else torch.cat(dir_outputs, dim=-1)
+        return out, finals, all_gates
+
+    def forward(
+        self,
+        x: Tensor,
+        state: Sequence[State] | None = None,
+        lengths: Tensor | Sequence[int] | None = None,
+    ) -> tuple[Tensor, EncoderState]:
+        """Encode ``x`` ``[batch, time, input_size]``; see the class docstring for the outputs."""
+        out, finals, _ = self._run(x, state, lengths, gates=False)
+        return out, finals
+
+    def forward_with_gates(
+        self, x: Tensor, state: Sequence[State] | None = None, lengths: Tensor | Sequence[int] | None = None
+    ) -> tuple[Tensor, EncoderState, list[Gates]]:
+        """As :meth:`forward`, plus each layer's (and direction's) gate activations, in layer order.
+
+        Raises:
+            NotImplementedError: if the cell has no gates to inspect.
+        """
+        if not self._layer(0).gate_names:
+            raise NotImplementedError(f"cell {self.cell!r} has no gates to inspect")
+        return self._run(x, state, lengths, gates=True)
+
+    def step(self, x_t: Tensor, state: Sequence[State] | None = None) -> tuple[Tensor, EncoderState]:
+        """One time step through every layer (unidirectional encoders only), for generation.
+
+        Args:
+            x_t: ``[batch, input_size]``.
+            state: the list returned by :meth:`forward` or a previous :meth:`step`.
+
+        Returns:
+            ``h_t`` ``[batch, hidden_size]`` of the top layer and the new state list.
+        """
+        if self.bidirectional:
+            raise ValueError(
+                "step() needs a unidirectional encoder: a backward direction must see the whole sequence"
+            )
+        self._check_state(state)
+        new_state: EncoderState = []
+        h = x_t
+        for i in range(self.num_layers):
+            if i > 0:
+                h = self.drop(h)
+            h, s = self._layer(i).step(h, None if state is None else state[i])
+            new_state.append(s)
+        return h, new_state
+
+    def extra_repr(self) -> str:
+        return (
+            f"cell={self.cell!r}, input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, dropout={self.dropout}"
+        )
+
+
+def build_encoder(encoder: EncoderConfig | Mapping[str, Any] | nn.Module, input_size: int) -> nn.Module:
+    """Turn what a task was given into an encoder module.
+
+    Args:
+        encoder: an :class:`EncoderConfig`, a mapping of its fields, or a ready module (used as is; it must
+            take ``input_size`` features and expose ``output_size``).
+        input_size: features the task feeds the encoder (e.g. the embedding size).
+    """
+    if isinstance(encoder, nn.Module):
+        if not hasattr(encoder, "output_size"):
+            raise ValueError(f"a custom encoder must expose `output_size`; {type(encoder).__name__} does not")
+        return encoder
+    if isinstance(encoder, Mapping):
+        valid = sorted(EncoderConfig.__dataclass_fields__)
+        unknown = sorted(set(encoder) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown encoder key(s) {unknown}; valid: {valid}")
+        encoder = EncoderConfig(**encoder)
+    return encoder.build(input_size)
