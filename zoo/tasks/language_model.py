@@ -128,8 +128,8 @@ class LanguageModel(L.LightningModule):
             self.decoder = nn.Linear(out_size, vocab_size)
         self.example_input_array = torch.zeros(2, 8, dtype=torch.long)
         self._carried: dict[str, Any] = {}
-        self.ppl = nn.ModuleDict({stage: Perplexity() for stage in ("train", "val", "test")})
-        self.mean_loss = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+        self.ppl = nn.ModuleDict({f"{stage}_ppl": Perplexity() for stage in ("train", "val", "test")})
+        self.mean_loss = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("val", "test")})
 
     def encoder_inputs(self, input_ids: Tensor) -> Tensor:
         """What the encoder reads: the embeddings ``[B, T, embedding_dim]`` (with dropout in training)."""
@@ -174,7 +174,7 @@ class LanguageModel(L.LightningModule):
             reduction="sum",
         )
         tokens = int((targets != IGNORE_INDEX).sum())
-        metric(self.ppl, stage).update(nll_sum, tokens)
+        metric(self.ppl, f"{stage}_ppl").update(nll_sum, tokens)
         return nll_sum / max(tokens, 1), nll_sum, tokens
 
     def _reset(self, stage: str) -> None:
@@ -192,15 +192,17 @@ class LanguageModel(L.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         loss, _, tokens = self._stage_step(batch, "train")
         self.log("train_loss", loss, prog_bar=True, batch_size=max(tokens, 1))
-        self.log("train_ppl", metric(self.ppl, "train"), on_step=False, on_epoch=True)
+        self.log("train_ppl", metric(self.ppl, "train_ppl"), on_step=False, on_epoch=True)
         return loss
 
     def _eval_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         loss, _, tokens = self._stage_step(batch, stage)
-        mean_loss = metric(self.mean_loss, stage)
+        mean_loss = metric(self.mean_loss, f"{stage}_loss")
         mean_loss.update(loss.detach(), weight=tokens)
         self.log(f"{stage}_loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}_ppl", metric(self.ppl, stage), on_step=False, on_epoch=True, prog_bar=True)
+        self.log(
+            f"{stage}_ppl", metric(self.ppl, f"{stage}_ppl"), on_step=False, on_epoch=True, prog_bar=True
+        )
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
