@@ -15,7 +15,7 @@ import torch
 from tests.tasks.tiny import TASKS, outputs, tiny_batch, tiny_model
 from zoo import list_cells
 
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log()`")
+pytestmark = pytest.mark.filterwarnings("ignore:You are trying to")
 
 MAX_OVERFIT_STEPS = 150
 
