@@ -2,17 +2,23 @@
 
 from zoo.cells import CellSpec, RecurrentLayer, build_cell, get_cell_spec, list_cells, register_cell
 from zoo.encoder import EncoderConfig, RecurrentEncoder, build_encoder
+from zoo.tasks import Forecaster, LanguageModel, SequenceClassifier, TokenTagger, gate_activations
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CellSpec",
     "EncoderConfig",
+    "Forecaster",
+    "LanguageModel",
     "RecurrentEncoder",
     "RecurrentLayer",
+    "SequenceClassifier",
+    "TokenTagger",
     "__version__",
     "build_cell",
     "build_encoder",
+    "gate_activations",
     "get_cell_spec",
     "list_cells",
     "register_cell",
