@@ -2,6 +2,7 @@
 
 from zoo.cells import CellSpec, RecurrentLayer, build_cell, get_cell_spec, list_cells, register_cell
 from zoo.encoder import EncoderConfig, RecurrentEncoder, build_encoder
+from zoo.tracking.load import load_model
 
 __version__ = "0.1.0"
 
@@ -15,5 +16,6 @@ __all__ = [
     "build_encoder",
     "get_cell_spec",
     "list_cells",
+    "load_model",
     "register_cell",
 ]
