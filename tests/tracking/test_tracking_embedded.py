@@ -67,8 +67,8 @@ def test_cli_fit_tracks_into_sqlite_and_registers_without_a_server(fresh_cwd: Pa
     client = MlflowClient(f"sqlite:///{fresh_cwd}/mlflow.db")
     # MLflow keeps a SQLite store's artifacts under ./mlruns, recorded as an absolute location
     assert client.get_experiment_by_name("cuisine").artifact_location.startswith(str(fresh_cwd))
-    assert client.get_model_version_by_alias("toy-local", "champion").version == "2"
-    assert [v.version for v in client.search_model_versions("name='toy-local'")] == ["2", "1"]
+    assert str(client.get_model_version_by_alias("toy-local", "champion").version) == "2"
+    assert sorted(str(v.version) for v in client.search_model_versions("name='toy-local'")) == ["1", "2"]
 
     run_id = second.trainer.logger.run_id  # type: ignore[union-attr]
     config = client.download_artifacts(run_id, "config.yaml", str(fresh_cwd))
@@ -114,3 +114,27 @@ def test_cli_fit_tracks_into_sqlite_and_registers_without_a_server(fresh_cwd: Pa
         np.testing.assert_allclose(
             list(g["probabilities"].values()), list(e["probabilities"].values()), atol=1e-6
         )
+
+
+def test_config_goes_to_the_log_dir_without_an_mlflow_logger(fresh_cwd: Path) -> None:
+    args = [
+        "fit",
+        "--model=tracking_toys.ToyClassifier",
+        "--data=tracking_toys.ToyTextData",
+        "--data.num_train=16",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={fresh_cwd}",
+    ]
+    cli = ToyCLI(
+        ToyClassifier,
+        ToyTextData,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=MLflowSaveConfigCallback,
+        args=args,
+    )
+    saved = Path(cli.trainer.log_dir) / "config.yaml"  # type: ignore[arg-type]
+    assert "tracking_toys.ToyClassifier" in saved.read_text()
+    assert not (fresh_cwd / "mlflow.db").exists()

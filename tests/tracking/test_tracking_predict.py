@@ -108,6 +108,25 @@ def test_tagging_gives_one_tag_per_word(data: ToyTextData) -> None:
     assert out[1] == {"words": [], "tags": [], "truncated": False}
 
 
+class ListTagger(ToyTagger):
+    """The other documented output form: ``{"tags": [[tag id per real token] per sequence]}``."""
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict:  # type: ignore[override]
+        best = self(batch["input_ids"], batch["lengths"]).argmax(-1).tolist()
+        return {"tags": [row[: int(n)] for row, n in zip(best, batch["lengths"], strict=True)]}
+
+
+def test_tagging_accepts_tag_ids_as_lists(data: ToyTextData) -> None:
+    torch.manual_seed(0)
+    logits_form = ToyTagger(vocab_size=data.vocab_size, tag_names=["O", "FOOD", "X"]).eval()
+    list_form = ListTagger(vocab_size=data.vocab_size, tag_names=["O", "FOOD", "X"]).eval()
+    list_form.load_state_dict(logits_form.state_dict())
+    texts = ["the chef added honey", "salt", ""]
+    assert ZooModel(list_form, "tagging", data.tokenizer).predict(texts) == ZooModel(
+        logits_form, "tagging", data.tokenizer
+    ).predict(texts)
+
+
 def test_language_model_continues_a_prompt(data: ToyTextData) -> None:
     torch.manual_seed(0)
     task = ToyLanguageModel(vocab_size=data.vocab_size).eval()
@@ -133,11 +152,14 @@ def test_forecasting_returns_horizon_steps_in_original_units() -> None:
     task = ToyForecaster(
         num_features=2, num_targets=1, horizon=3, target_mean=[10.0], target_std=[2.0]
     ).eval()
-    model = ZooModel(task, "forecasting", None, {"data": {"target_names": ["load"]}})
+    data = {"target_columns": ["load"], "feature_mean": [1.0, -1.0], "feature_std": [2.0, 4.0]}
+    model = ZooModel(task, "forecasting", None, {"data": data})
     window = pd.DataFrame({"load": np.linspace(0, 1, 12), "temp": np.cos(np.arange(12))})
     out = model.predict(window)
+    # raw windows are standardised with the data module's train statistics, forecasts come back in units
+    standard = (window.to_numpy() - [1.0, -1.0]) / [2.0, 4.0]
     with torch.no_grad():
-        expect = task(torch.tensor(window.to_numpy(), dtype=torch.float32)[None])[0, :, 0] * 2.0 + 10.0
+        expect = task(torch.tensor(standard, dtype=torch.float32)[None])[0, :, 0] * 2.0 + 10.0
     assert [o["step"] for o in out] == [1, 2, 3]
     np.testing.assert_allclose([o["load"] for o in out], expect.numpy(), atol=1e-5)
     assert model.predict(window.to_numpy()) == out

@@ -41,7 +41,7 @@ def test_each_kind_round_trips_through_pyfunc(fresh_cwd: Path) -> None:
 
     forecaster = ToyForecaster(num_features=2, horizon=3, target_mean=[5.0], target_std=[2.0]).eval()
     window = pd.DataFrame({"load": np.sin(np.arange(10.0)), "temp": np.arange(10.0) / 10})
-    info = {"data": {"feature_names": ["load", "temp"], "target_names": ["load"], "input_length": 10}}
+    info = {"data": {"feature_columns": ["load", "temp"], "target_columns": ["load"], "input_length": 10}}
     uri = _log(forecaster, fresh_cwd, None, info, None)
     pyfunc = mlflow.pyfunc.load_model(uri)
     assert pyfunc.metadata.get_input_schema().input_names() == ["load", "temp"]

@@ -47,10 +47,10 @@ def two_fits(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> di
 
 def test_versions_and_alias_move(two_fits: dict[str, Any]) -> None:
     client = two_fits["client"]
-    assert two_fits["first"][2].model_version.version == "1"
-    assert two_fits["second"][2].model_version.version == "2"
-    assert two_fits["alias_after_first"] == "1"
-    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+    assert str(two_fits["first"][2].model_version.version) == "1"
+    assert str(two_fits["second"][2].model_version.version) == "2"
+    assert str(two_fits["alias_after_first"]) == "1"
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
     model = client.get_registered_model(NAME)
     assert model.tags[TASK_TAG] == "tracking_toys.ToyClassifier"
 
@@ -84,11 +84,7 @@ def test_run_holds_params_metrics_tokenizer_and_plots(two_fits: dict[str, Any]) 
         a.path for a in client.list_artifacts(run_id, "plots")
     }
     assert {"tokenizer.json", "plots/learning_curves.png"} <= artifacts
-    try:
-        from zoo.tasks import gate_activations  # noqa: F401
-    except ImportError:
-        return
-    assert "plots/gates.png" in artifacts
+    assert "plots/gates.png" in artifacts  # a GRU: the heatmap of one validation example
 
 
 def test_a_name_held_by_another_task_is_refused_before_training(

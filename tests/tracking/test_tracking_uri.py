@@ -48,7 +48,7 @@ def test_rank_zero_creates_the_default_store_at_construction(fresh_cwd: Path) ->
     before = (fresh_cwd / "mlflow.db").stat().st_mtime_ns
     ensure_store(logger.tracking_uri)  # an existing store is left alone
     assert (fresh_cwd / "mlflow.db").stat().st_mtime_ns == before
-    assert logger.experiment.get_experiment_by_name("x") is None  # a working, empty store
+    assert logger.experiment.get_experiment_by_name("Default") is not None  # a working store
 
 
 def test_a_server_that_is_down_fails_fast_naming_the_uri(

@@ -102,6 +102,9 @@ class ToyClassifier(L.LightningModule):
         self.encoder = build_encoder(encoder, embedding_dim)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
 
+    def encoder_inputs(self, input_ids: Tensor) -> Tensor:
+        return self.embedding(input_ids)
+
     def forward(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
         out, _ = self.encoder(self.embedding(input_ids), lengths=lengths)
         return self.head(_last_step(out, lengths))

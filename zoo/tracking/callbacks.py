@@ -36,10 +36,10 @@ DATA_ATTRIBUTES = (
     "input_length",
     "target_mean",
     "target_std",
-    "input_mean",
-    "input_std",
-    "feature_names",
-    "target_names",
+    "feature_mean",
+    "feature_std",
+    "feature_columns",
+    "target_columns",
 )
 
 
@@ -72,7 +72,9 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
 
     Lightning's own ``SaveConfigCallback`` writes into the logger's ``log_dir``, which an MLflow logger on
     a SQLite or HTTP store does not have (Lightning issue #16310). Pass this class to the CLI:
-    ``LightningCLI(..., save_config_callback=MLflowSaveConfigCallback)``.
+    ``LightningCLI(..., save_config_callback=MLflowSaveConfigCallback)``. With no MLflow logger but a
+    logger that writes to a local directory (CSV, TensorBoard), it saves ``config.yaml`` there, as
+    Lightning's callback does.
     """
 
     def __init__(
@@ -85,6 +87,14 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
         save_to_log_dir: bool = False,
     ) -> None:
         super().__init__(parser, config, config_filename, overwrite, multifile, save_to_log_dir)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Pick the destination (the MLflow run, else the logger's directory), then save once."""
+        if not self.already_saved:
+            self.save_to_log_dir = (
+                find_mlflow_logger(trainer) is None and bool(trainer.loggers) and trainer.log_dir is not None
+            )
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Log the config text to the run (called by Lightning on rank 0 only)."""
@@ -407,7 +417,7 @@ class LogModelCallback(Callback):
             window = (
                 batch["inputs"][0].detach().cpu().double().numpy()
             )  # float64: float32 windows convert safely
-            names = getattr(trainer.datamodule, "feature_names", None)  # type: ignore[attr-defined]
+            names = getattr(trainer.datamodule, "feature_columns", None)  # type: ignore[attr-defined]
             columns = list(names) if names else [f"feature_{i}" for i in range(window.shape[1])]
             return pd.DataFrame(window, columns=columns)
         return None

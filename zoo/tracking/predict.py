@@ -21,6 +21,7 @@ An empty list (or empty DataFrame) gives ``[]`` for every kind.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +150,13 @@ def _probabilities(output: Any) -> Tensor | None:
     if bool((output >= 0).all()) and torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
         return output
     return output.softmax(-1)
+
+
+def _accepts(function: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -289,8 +297,8 @@ class ZooModel:
         tag_rows: list[list[int]] = []
         for output in self._run_batches([encodings[i].ids[:limit] for i in keep]):
             tags = _pick(output, ("tags", "preds", "predictions"))
-            if isinstance(tags, Tensor) and not tags.is_floating_point():
-                tag_rows.extend(tags.tolist())
+            if isinstance(tags, list) or (isinstance(tags, Tensor) and not tags.is_floating_point()):
+                tag_rows.extend(tags.tolist() if isinstance(tags, Tensor) else tags)
                 continue
             probs = _probabilities(output)
             if probs is None:
@@ -320,6 +328,8 @@ class ZooModel:
         settings = {**GENERATION_DEFAULTS, **(self.info.get("generation") or {}), **options}
         limit = self.max_length
         bos = self.attr("bos_id")
+        eos = self.attr("eos_id")
+        stop = {"eos_id": int(eos)} if eos is not None and _accepts(self.task.generate, "eos_id") else {}
         results = []
         for text in texts:
             ids = list(self.tokenizer.encode(text, add_special_tokens=False).ids)
@@ -333,10 +343,11 @@ class ZooModel:
                     temperature=float(settings["temperature"]),
                     top_k=None if settings["top_k"] is None else int(settings["top_k"]),
                     seed=None if settings["seed"] is None else int(settings["seed"]),
+                    **stop,
                 )
                 new = [int(t) for t in (out.tolist() if isinstance(out, Tensor) else out)]
                 if len(new) > int(settings["max_new_tokens"]) and new[: len(prompt)] == prompt:
-                    new = new[len(prompt) :]  # generate() returned the prompt too
+                    new = new[len(prompt) :]  # a generate() that returns the prompt too
             results.append(
                 {"prompt": text, "continuation": self.tokenizer.decode(new), "truncated": truncated}
             )
@@ -366,7 +377,8 @@ class ZooModel:
         if not np.isfinite(values).all():
             raise ValueError("a forecasting window must not contain NaN or infinite values")
         values = values[-self.max_length :]
-        mean, std = self.attr("input_mean"), self.attr("input_std")
+        # the data module standardised the inputs with train statistics: do the same to raw windows
+        mean, std = self.attr("feature_mean"), self.attr("feature_std")
         if mean is not None and std is not None:
             values = (values - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
         output = self.task.predict_step({"inputs": torch.from_numpy(values).unsqueeze(0)}, 0)
@@ -378,7 +390,7 @@ class ZooModel:
             )
         steps = forecast.detach().float()[0]
         steps = steps.reshape(steps.shape[0], -1)
-        names = self.attr("target_names") or [f"target_{i}" for i in range(steps.shape[1])]
+        names = self.attr("target_columns") or [f"target_{i}" for i in range(steps.shape[1])]
         return [
             {"step": t + 1, **{str(n): float(v) for n, v in zip(names, row, strict=True)}}
             for t, row in enumerate(steps.tolist())

@@ -113,7 +113,7 @@ def log_pyfunc_model(
                 input_example = series_example(
                     int(model.model.attr("num_features", 1)),
                     int(data.get("input_length") or 8),
-                    data.get("feature_names"),
+                    data.get("feature_columns"),
                 )
             output = pd.DataFrame(model.model.predict(input_example))
             options = {
