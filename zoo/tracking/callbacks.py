@@ -304,13 +304,24 @@ class LogModelCallback(Callback):
         """Check the registered name before training; log run facts."""
         if self.run_info is not None:
             self.run_info.on_fit_start(trainer, pl_module)
-        if not trainer.is_global_zero or not self.log_model:
+        if not self.log_model:
             return
-        logger = _require_logger(trainer, "LogModelCallback(log_model=True)")
-        if self.registered_model_name:
-            from zoo.tracking.registry import check_registered_name
+        from zoo.tracking.registry import RegistryNameConflict, check_registered_name
 
-            check_registered_name(logger.experiment, self.registered_model_name, class_path(pl_module))
+        problem = None
+        if trainer.is_global_zero:
+            logger = _require_logger(trainer, "LogModelCallback(log_model=True)")
+            if self.registered_model_name:
+                try:
+                    check_registered_name(
+                        logger.experiment, self.registered_model_name, class_path(pl_module)
+                    )
+                except RegistryNameConflict as err:
+                    problem = str(err)
+        # every rank stops, not only rank 0 (which alone can reach the registry)
+        problem = trainer.strategy.broadcast(problem)
+        if problem:
+            raise RegistryNameConflict(problem)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Plots, then the model and its registration."""
