@@ -3,6 +3,7 @@
 from zoo.cells import CellSpec, RecurrentLayer, build_cell, get_cell_spec, list_cells, register_cell
 from zoo.encoder import EncoderConfig, RecurrentEncoder, build_encoder
 from zoo.tasks import Forecaster, LanguageModel, SequenceClassifier, TokenTagger, gate_activations
+from zoo.tracking.load import load_model
 
 __version__ = "0.1.0"
 
@@ -21,5 +22,6 @@ __all__ = [
     "gate_activations",
     "get_cell_spec",
     "list_cells",
+    "load_model",
     "register_cell",
 ]

@@ -1,0 +1,76 @@
+"""The MLflow logger every recipe uses: resolved URI, fail-fast check, the SQLite store made on rank 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from zoo.tracking.uri import check_tracking_server, ensure_store, resolve_tracking_uri, wait_for_store
+
+
+class ZooMLFlowLogger(MLFlowLogger):
+    """Lightning's ``MLFlowLogger`` with the zoo's tracking URI rule and an early check.
+
+    The URI is resolved when the logger is built (``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else
+    ``sqlite:///<cwd>/mlflow.db``), never Lightning's ``file:./mlruns`` fallback. An HTTP server that does
+    not answer raises :class:`~zoo.tracking.uri.TrackingServerUnreachable` naming the URI here, before
+    training starts. On rank 0 a missing SQLite store is created at once; other DDP ranks wait for it
+    before MLflow opens it, so that ranks never race on its schema migrations (the run belongs to rank 0).
+
+    Args:
+        experiment_name: MLflow experiment; created when missing.
+        run_name: the run's display name (MLflow picks one when ``None``).
+        tracking_uri: explicit URI; ``None`` applies the rule above.
+        tags: tags set on the run.
+        prefix: prefix of every metric key.
+        artifact_location: artifact root of a newly created experiment.
+        run_id: resume this run instead of creating one.
+        synchronous: log metrics synchronously (``None``: MLflow's default).
+        check_server: check that an HTTP tracking server answers (disable only to construct offline).
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "rnn-zoo",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        prefix: str = "",
+        artifact_location: str | None = None,
+        run_id: str | None = None,
+        synchronous: bool | None = None,
+        check_server: bool = True,
+    ) -> None:
+        uri = resolve_tracking_uri(tracking_uri)
+        if check_server:
+            check_tracking_server(uri)
+        # MLflow opens (and would migrate) a SQLite store as soon as a client is built, on every rank
+        if getattr(rank_zero_only, "rank", 0) == 0:
+            ensure_store(uri)
+        else:
+            wait_for_store(uri)
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name,
+            tracking_uri=uri,
+            tags=tags,
+            log_model=False,  # raw .ckpt uploads are not MLflow models: LogModelCallback logs a pyfunc
+            prefix=prefix,
+            artifact_location=artifact_location,
+            run_id=run_id,
+            synchronous=synchronous,
+        )
+
+    @property
+    def tracking_uri(self) -> str:
+        """The resolved tracking URI this logger writes to."""
+        return str(self._tracking_uri)
+
+
+def make_logger(
+    experiment_name: str = "rnn-zoo", run_name: str | None = None, tracking_uri: str | None = None
+) -> ZooMLFlowLogger:
+    """Build the zoo's MLflow logger (see :class:`ZooMLFlowLogger`) for Python users of ``Trainer``."""
+    return ZooMLFlowLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri)
