@@ -124,6 +124,7 @@ def load_splits(
     validation_fraction: float = 0.1,
     seed: int = 0,
     shuffle_carve: bool = True,
+    carve_validation: bool = True,
     cache_dir: str | None = None,
     **load_kwargs: Any,
 ) -> datasets.DatasetDict:
@@ -139,6 +140,7 @@ def load_splits(
         validation_fraction: share of train carved out as validation when the dataset has none.
         seed: seed of that carve.
         shuffle_carve: ``False`` takes the last rows of train in order (time series).
+        carve_validation: carve a validation split when there is none (``False``: leave it missing).
         cache_dir: datasets cache directory (``None``: the datasets default).
         **load_kwargs: passed to ``datasets.load_dataset`` (e.g. ``delimiter="\\t"``).
 
@@ -178,7 +180,7 @@ def load_splits(
         raise ValueError(
             f"{path!r} has no train split; it has {list(raw)}. Map one with split_map={{'train': ...}}"
         )
-    if "validation" not in splits:
+    if "validation" not in splits and carve_validation:
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
         train = splits["train"]

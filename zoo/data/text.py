@@ -240,7 +240,7 @@ class TextClassificationData(L.LightningDataModule):
             self.setup(None)
         ds = self.encoded[split]
         collate = PadCollate({"input_ids": self.pad_id}, scalar_keys=("labels",))
-        return _padded_loader(
+        return padded_loader(
             ds, collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
         )
 
@@ -254,7 +254,7 @@ class TextClassificationData(L.LightningDataModule):
         return self._loader("test", train=False)
 
 
-def _padded_loader(
+def padded_loader(
     ds: datasets.Dataset,
     collate: PadCollate,
     batch_size: int,
