@@ -106,6 +106,8 @@ def read_conllu(data_files: str | Sequence[str], cache_dir: str | None = None) -
             cause = cause.__cause__ or cause.__context__
         if cause is not None:
             raise ConlluFormatError(str(cause)) from err
+        if "corresponds to no data" in str(err):
+            raise ValueError(f"the split is empty: no sentences in the CoNLL-U file(s) {files}") from err
         raise
     assert isinstance(ds, datasets.Dataset)
     return ds
@@ -157,7 +159,17 @@ def load_splits(
         else:
             raw = datasets.DatasetDict({"train": read_conllu(data_files, cache_dir=cache_dir)})
     else:
-        loaded = datasets.load_dataset(path, name, data_files=data_files, cache_dir=cache_dir, **load_kwargs)
+        try:
+            loaded = datasets.load_dataset(
+                path, name, data_files=data_files, cache_dir=cache_dir, **load_kwargs
+            )
+        except ValueError as err:
+            if "corresponds to no data" not in str(err):
+                raise
+            # datasets' own wording ("Instruction 'x' corresponds to no data!") does not say what to fix
+            raise ValueError(
+                f"a split of {path!r} is empty ({err}); check data_files and the split mapping"
+            ) from err
         if not isinstance(loaded, datasets.DatasetDict):
             raise TypeError(
                 f"expected a DatasetDict from load_dataset({path!r}), got {type(loaded).__name__}"
