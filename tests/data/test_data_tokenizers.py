@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,23 @@ def test_pretrained_hub_name_offline_is_a_clear_error(monkeypatch: pytest.Monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match=r"HF_HUB_OFFLINE.*local tokenizer\.json"):
         load_pretrained_tokenizer("bert-base-uncased")
+
+
+def test_concurrent_callers_train_once_and_share_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stand-in for DDP ranks constructing the data module at once: one trains, the rest load its file.
+    calls = []
+    real_train = ztok.train_tokenizer
+
+    def counting_train(*args: object, **kwargs: object) -> Tokenizer:
+        calls.append(1)
+        time.sleep(0.2)  # widen the window in which a second caller could race
+        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ztok, "train_tokenizer", counting_train)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: train_or_load(tmp_path / "shared", TEXTS, "word"), range(3)))
+    assert len(calls) == 1
+    assert len({p for _, p in results}) == 1
+    assert all(tok.get_vocab() == results[0][0].get_vocab() for tok, _ in results)
