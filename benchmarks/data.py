@@ -24,12 +24,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import datasets
+import torch
+from torch import nn
 
-from zoo.data.text import TextClassificationData  # noqa: E402
-from zoo.encoder import RecurrentEncoder  # noqa: E402
+from zoo.data.text import TextClassificationData
+from zoo.encoder import RecurrentEncoder
 
 
 def shared_data_dir() -> Path:
@@ -132,8 +132,8 @@ def main() -> None:
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load}), torch {torch.__version__}, "
-        f"{args.threads} torch thread(s)"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores (load average {load}), "
+        f"torch {torch.__version__}, {args.threads} torch thread(s)"
     )
     print(f"SST-2 train: {tokens:,} tokens in {n_batches:,} batches of {args.batch_size}\n")
     print("| measurement | time | throughput |")
@@ -148,7 +148,8 @@ def main() -> None:
         print(f"| {name} | {seconds:.2f} s | {f'{rate:,.0f} tokens/s' if rate else ''} |")
     print()
     print(
-        f"| GRU classifier, {args.steps} steps, batch {args.batch_size} | next(iter) ms | step ms | loader share |"
+        f"| GRU classifier, {args.steps} steps, batch {args.batch_size} "
+        "| next(iter) ms | step ms | loader share |"
     )
     print("|---|---|---|---|")
     for workers, (load_ms, step_ms, share) in shares.items():
