@@ -10,7 +10,14 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from zoo.data.batching import BucketBatchSampler, FixedWindows, PadCollate, StreamBatches, WindowCollate
+from zoo.data.batching import (
+    BucketBatchSampler,
+    FixedWindows,
+    PackedSequences,
+    PadCollate,
+    StreamBatches,
+    WindowCollate,
+)
 
 
 def test_pad_collate_pads_to_longest_and_reports_lengths() -> None:
@@ -100,6 +107,16 @@ def test_self_sharding_epochs_stay_in_step_across_ranks() -> None:
         assert len(a & b) == 0 and len(a | b) == n
 
 
+def test_epochs_reshuffle_without_set_epoch() -> None:
+    lengths = _lengths(40)
+    for rank in range(2):
+        sampler = BucketBatchSampler(
+            SequentialSampler(range(40)), 4, lengths=lengths, shuffle=True, num_replicas=2, rank=rank
+        )
+        first, second = list(sampler), list(sampler)
+        assert first != second and sorted(map(tuple, first)) != sorted(map(tuple, second))
+
+
 def test_wraps_a_distributed_sampler_without_sharding_twice() -> None:
     n = 21
     lengths = _lengths(n)
@@ -173,3 +190,16 @@ def test_fixed_windows_are_shifted_and_reset() -> None:
     assert item["targets"].tolist() == list(range(15, 22))
     batch = WindowCollate()([windows[0], windows[1]])
     assert batch["input_ids"].shape == (2, 7) and bool(batch["reset"])
+
+
+def test_packed_sequences_from_a_sliced_arrow_dataset() -> None:
+    import datasets
+
+    rows = {"input_ids": [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]], "labels": [0, 1, 0, 1]}
+    ds = datasets.Dataset.from_dict(rows).select([3, 1, 2])  # an indices mapping, as after a carve
+    packed = PackedSequences.from_arrow(ds, ["input_ids"], ["labels"])
+    assert len(packed) == 3 and packed.lengths() == [4, 1, 2]
+    assert packed[0]["input_ids"].tolist() == [7, 8, 9, 10] and int(packed[2]["labels"]) == 0
+    batch = PadCollate({"input_ids": 0}, scalar_keys=("labels",))(packed.__getitems__([1, 0]))
+    assert batch["input_ids"].tolist() == [[4, 0, 0, 0], [7, 8, 9, 10]]
+    assert batch["labels"].tolist() == [1, 1] and batch["lengths"].tolist() == [1, 4]

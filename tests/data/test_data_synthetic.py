@@ -64,3 +64,52 @@ def test_adding_problem_targets_are_the_marked_sums() -> None:
     markers = x[..., 1]
     assert markers.sum(1).eq(2).all() and markers[:, :15].sum(1).eq(1).all()
     assert torch.allclose((x[..., 0] * markers).sum(1), y[:, 0, 0])
+
+
+def test_lightning_fit_runs_the_hooks_and_reshuffles_each_epoch(tmp_path: Path) -> None:
+    import lightning as L
+    from torch import nn
+
+    dm = CuisineMemoryData(
+        distance=2,
+        max_distance=6,
+        train_size=64,
+        val_size=16,
+        test_size=16,
+        batch_size=8,
+        cache_dir=str(tmp_path),
+    )
+
+    first_batches: list[torch.Tensor] = []
+
+    class Probe(L.LightningModule):
+        def __init__(self, vocab_size: int, num_classes: int) -> None:
+            super().__init__()
+            self.embed = nn.EmbeddingBag(vocab_size, 8)
+            self.head = nn.Linear(8, num_classes)
+
+        def training_step(self, batch: dict[str, torch.Tensor], index: int) -> torch.Tensor:
+            if index == 0:
+                first_batches.append(batch["input_ids"].clone())
+            logits = self.head(self.embed(batch["input_ids"]))
+            return nn.functional.cross_entropy(logits, batch["labels"])
+
+        def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
+            assert batch["input_ids"].shape[0] == batch["lengths"].shape[0]
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(Probe(dm.vocab_size, dm.num_classes), datamodule=dm)
+    assert len(first_batches) == 2
+    assert not torch.equal(first_batches[0], first_batches[1]), "a new order each epoch"

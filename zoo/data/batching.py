@@ -14,10 +14,74 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import BatchSampler, Dataset, IterableDataset, RandomSampler, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 IGNORE_INDEX = -100
+
+
+class PackedSequences(Dataset):
+    """Variable-length sequences kept as one flat tensor plus offsets, with per-example scalars.
+
+    Indexing returns tensor views (no copies, no Arrow-to-Python conversion), so a batch costs a few
+    microseconds per example; :class:`PadCollate` pads them with ``pad_sequence``.
+
+    Args:
+        sequences: column -> list of id lists, or ``(values, offsets)`` with ``offsets`` of length ``n + 1``.
+        scalars: column -> one number per example.
+    """
+
+    def __init__(
+        self,
+        sequences: Mapping[str, tuple[Tensor, Tensor]],
+        scalars: Mapping[str, Tensor] | None = None,
+    ) -> None:
+        if not sequences:
+            raise ValueError("PackedSequences needs at least one sequence column")
+        self.sequences = {k: (v.long(), o.long()) for k, (v, o) in sequences.items()}
+        self.scalars = {k: t.long() for k, t in (scalars or {}).items()}
+        sizes = {o.numel() - 1 for _, o in self.sequences.values()} | {
+            t.numel() for t in self.scalars.values()
+        }
+        if len(sizes) != 1:
+            raise ValueError(f"columns disagree on the number of examples: {sorted(sizes)}")
+        self.size = sizes.pop()
+        self._offsets = [o.tolist() for _, o in self.sequences.values()]
+
+    @classmethod
+    def from_arrow(
+        cls, ds: Any, sequence_columns: Sequence[str], scalar_columns: Sequence[str] = ()
+    ) -> PackedSequences:
+        """Build from a ``datasets.Dataset`` with list columns ``sequence_columns`` (read once, in bulk)."""
+        table = ds.with_format("arrow")[:]
+        seqs = {}
+        for col in sequence_columns:
+            arr = table.column(col).combine_chunks()
+            offsets = torch.from_numpy(arr.offsets.to_numpy().astype("int64"))
+            values = torch.from_numpy(arr.values.to_numpy(zero_copy_only=False).astype("int64"))
+            seqs[col] = (values[int(offsets[0]) :], offsets - offsets[0])
+        scalars = {c: torch.from_numpy(table.column(c).to_numpy().astype("int64")) for c in scalar_columns}
+        return cls(seqs, scalars)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def lengths(self) -> list[int]:
+        """Length of every example's first sequence column."""
+        o = self._offsets[0]
+        return [o[i + 1] - o[i] for i in range(self.size)]
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        item = {}
+        for (key, (values, _)), o in zip(self.sequences.items(), self._offsets, strict=True):
+            item[key] = values[o[i] : o[i + 1]]
+        for key, t in self.scalars.items():
+            item[key] = t[i]
+        return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Tensor]]:
+        return [self[i] for i in indices]
 
 
 class PadCollate:
@@ -38,14 +102,10 @@ class PadCollate:
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
         keys = list(self.pad_values)
         lengths = torch.tensor([len(ex[keys[0]]) for ex in examples], dtype=torch.long)
-        longest = int(lengths.max()) if len(examples) else 0
         batch: dict[str, Tensor] = {}
         for key, pad in self.pad_values.items():
-            out = torch.full((len(examples), longest), pad, dtype=torch.long)
-            for i, ex in enumerate(examples):
-                seq = torch.as_tensor(ex[key], dtype=torch.long)
-                out[i, : seq.numel()] = seq
-            batch[key] = out
+            seqs = [torch.as_tensor(ex[key], dtype=torch.long) for ex in examples]
+            batch[key] = pad_sequence(seqs, batch_first=True, padding_value=pad)  # [B, longest]
         batch["lengths"] = lengths
         for key in self.scalar_keys:
             batch[key] = torch.as_tensor([int(ex[key]) for ex in examples], dtype=torch.long)
@@ -70,7 +130,7 @@ class BucketBatchSampler(BatchSampler):
     ``num_replicas > 1`` (given, or read from ``torch.distributed``): every rank sees the same seeded
     permutation, takes a disjoint slice of it (padded by repeating the first indices, or dropped with
     ``drop_last``, so slices are equal) and so yields the same number of batches. Call ``set_epoch`` to
-    reshuffle.
+    reshuffle, or let it follow the inner sampler's epoch or count its own passes.
 
     Args:
         sampler: yields dataset indices (``SequentialSampler``, ``RandomSampler`` or ``DistributedSampler``).
@@ -108,6 +168,8 @@ class BucketBatchSampler(BatchSampler):
         self.shuffle = inner_random if shuffle is None else shuffle
         self.seed = seed
         self.epoch = 0
+        self._epoch_was_set = False
+        self._passes = 0
         # A DistributedSampler already shards; sharding again would drop data.
         if isinstance(sampler, DistributedSampler):
             self.num_replicas, self.rank = 1, 0
@@ -117,6 +179,7 @@ class BucketBatchSampler(BatchSampler):
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (forwarded to the inner sampler when it has ``set_epoch``)."""
         self.epoch = epoch
+        self._epoch_was_set = True
         inner = getattr(self.sampler, "set_epoch", None)
         if callable(inner):
             inner(epoch)
@@ -141,8 +204,21 @@ class BucketBatchSampler(BatchSampler):
             indices += (indices * math.ceil(total / max(1, len(indices))))[: total - len(indices)]
         return indices[self.rank : total : self.num_replicas]
 
+    def current_epoch(self) -> int:
+        """The epoch that seeds the shuffles.
+
+        Lightning calls ``set_epoch`` only on the inner sampler, so without an explicit ``set_epoch`` the
+        inner sampler's epoch is used, else the number of passes so far (the same on every rank).
+        """
+        if self._epoch_was_set:
+            return self.epoch
+        inner = getattr(self.sampler, "epoch", None)
+        return inner if isinstance(inner, int) else self._passes
+
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
+        epoch = self.current_epoch()
+        self._passes += 1
+        generator = torch.Generator().manual_seed(self.seed + 1_000_003 * epoch)
         indices = self._indices(generator)
         pool_size = self.batch_size * self.pool_factor
         batches: list[list[int]] = []

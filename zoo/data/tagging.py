@@ -10,7 +10,7 @@ import lightning as L
 import pyarrow.compute as pc
 from torch.utils.data import DataLoader
 
-from zoo.data.batching import IGNORE_INDEX, PadCollate, loader_options
+from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_options
 from zoo.data.encoding import EncodeWords, datasets_cache, find_pad_id, tokenizer_for
 from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
 from zoo.data.text import _SPLIT_OF_STAGE, padded_loader
@@ -196,6 +196,7 @@ class TokenTaggingData(L.LightningDataModule):
         self.batch_size, self.bucket, self.seed = batch_size, bucket, seed
         self._loader_options = loader_options(num_workers, pin_memory)
         self.encoded: dict[str, datasets.Dataset] = {}
+        self.packed: dict[str, PackedSequences] = {}
 
     def encode_function(self) -> EncodeWords:
         """The (picklable) batched map function: words -> ids, tags -> tag ids."""
@@ -226,16 +227,17 @@ class TokenTaggingData(L.LightningDataModule):
         wanted = _SPLIT_OF_STAGE.get(stage or "", tuple(self.raw_splits))
         for split in wanted:
             if split in self.raw_splits and split not in self.encoded:
-                self.encoded[split] = self._encode(split).with_format(columns=["input_ids", "tags"])
+                self.encoded[split] = self._encode(split)
+                self.packed[split] = PackedSequences.from_arrow(self.encoded[split], ["input_ids", "tags"])
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.raw_splits:
             raise ValueError(f"no {split!r} split; the splits are {list(self.raw_splits)}")
-        if split not in self.encoded:
+        if split not in self.packed:
             self.setup(None)
         collate = PadCollate({"input_ids": self.pad_id, "tags": IGNORE_INDEX})
         return padded_loader(
-            self.encoded[split], collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
+            self.packed[split], collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 from zoo.data.batching import (
     BucketBatchSampler,
     FixedWindows,
+    PackedSequences,
     PadCollate,
     StreamBatches,
     WindowCollate,
@@ -202,6 +203,7 @@ class TextClassificationData(L.LightningDataModule):
         self.batch_size, self.bucket, self.seed = batch_size, bucket, seed
         self._loader_options = loader_options(num_workers, pin_memory)
         self.encoded: dict[str, datasets.Dataset] = {}
+        self.packed: dict[str, PackedSequences] = {}
 
     def encode_function(self) -> EncodeText:
         """The (picklable) batched map function that tokenises text and converts labels."""
@@ -231,14 +233,17 @@ class TextClassificationData(L.LightningDataModule):
         wanted = _SPLIT_OF_STAGE.get(stage or "", tuple(self.raw_splits))
         for split in wanted:
             if split in self.raw_splits and split not in self.encoded:
-                self.encoded[split] = self._encode(split).with_format(columns=["input_ids", "labels"])
+                self.encoded[split] = self._encode(split)
+                self.packed[split] = PackedSequences.from_arrow(
+                    self.encoded[split], ["input_ids"], ["labels"]
+                )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.raw_splits:
             raise ValueError(f"no {split!r} split; the splits are {list(self.raw_splits)}")
-        if split not in self.encoded:
+        if split not in self.packed:
             self.setup(None)
-        ds = self.encoded[split]
+        ds = self.packed[split]
         collate = PadCollate({"input_ids": self.pad_id}, scalar_keys=("labels",))
         return padded_loader(
             ds, collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
@@ -255,7 +260,7 @@ class TextClassificationData(L.LightningDataModule):
 
 
 def padded_loader(
-    ds: datasets.Dataset,
+    ds: PackedSequences,
     collate: PadCollate,
     batch_size: int,
     train: bool,
@@ -263,12 +268,10 @@ def padded_loader(
     seed: int,
     options: Mapping[str, Any],
 ) -> DataLoader:
-    """A loader over an encoded dataset with a ``length`` column: bucketed batches, or plain ones."""
+    """A loader over packed sequences: bucketed batches, or plain ones."""
     sampler = RandomSampler(ds) if train else SequentialSampler(ds)
     if bucket:
-        lengths = ds.with_format(None)["length"] if "length" in ds.column_names else None
-        if lengths is None:
-            lengths = [len(x) for x in ds["input_ids"]]
+        lengths = ds.lengths()
         batch_sampler = BucketBatchSampler(sampler, batch_size, drop_last=False, lengths=lengths, seed=seed)
         return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate, **options)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, **options)
