@@ -151,7 +151,7 @@ def test_lightning_can_inject_a_distributed_sampler() -> None:
     new = _update_dataloader(loader, DistributedSampler(data, num_replicas=2, rank=1, shuffle=True))
     assert isinstance(new.batch_sampler, BucketBatchSampler)
     assert isinstance(new.batch_sampler.sampler, DistributedSampler)
-    assert new.batch_sampler.lengths.tolist() == lengths
+    assert new.batch_sampler.lengths == lengths
     assert sum(len(b["lengths"]) for b in new) == n // 2
 
 
@@ -203,3 +203,25 @@ def test_packed_sequences_from_a_sliced_arrow_dataset() -> None:
     batch = PadCollate({"input_ids": 0}, scalar_keys=("labels",))(packed.__getitems__([1, 0]))
     assert batch["input_ids"].tolist() == [[4, 0, 0, 0], [7, 8, 9, 10]]
     assert batch["labels"].tolist() == [1, 1] and batch["lengths"].tolist() == [1, 4]
+
+
+def test_vectorised_padding_equals_example_by_example() -> None:
+    g = torch.Generator().manual_seed(0)
+    seqs = [
+        torch.randint(1, 100, (int(n),), generator=g).tolist()
+        for n in torch.randint(0, 12, (40,), generator=g)
+    ]
+    seqs[5] = []  # an empty example still pads correctly
+    offsets = torch.tensor([0] + [len(s) for s in seqs]).cumsum(0)
+    values = torch.tensor([t for s in seqs for t in s])
+    packed = PackedSequences(
+        {"input_ids": (values, offsets), "tags": (values + 1, offsets)}, {"labels": torch.arange(40)}
+    )
+    collate = PadCollate({"input_ids": 0, "tags": -100}, scalar_keys=("labels",))
+    indices = [5, 3, 17, 39, 0, 22]
+    fast = collate(packed.__getitems__(indices))
+    slow = collate(list(packed.__getitems__(indices)))
+    assert fast.keys() == slow.keys()
+    for key in fast:
+        assert torch.equal(fast[key], slow[key]), key
+    assert fast["input_ids"][0].eq(0).all() and fast["lengths"][0] == 0

@@ -80,8 +80,50 @@ class PackedSequences(Dataset):
             item[key] = t[i]
         return item
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Tensor]]:
-        return [self[i] for i in indices]
+    def __getitems__(self, indices: Sequence[int]) -> PackedBatch:
+        return PackedBatch(self, list(indices))
+
+    def pad(
+        self, indices: Sequence[int], pad_values: Mapping[str, int], scalar_keys: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """The padded batch of ``indices`` in a few vectorised ops (see :class:`PadCollate`)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        batch: dict[str, Tensor] = {}
+        lengths: Tensor | None = None
+        for key, pad in pad_values.items():
+            values, offsets = self.sequences[key]
+            starts = offsets[idx]
+            lens = offsets[idx + 1] - starts
+            longest = int(lens.max()) if len(indices) else 0
+            steps = torch.arange(longest)
+            if values.numel() == 0:
+                out = torch.full((len(indices), longest), pad, dtype=torch.long)
+            else:
+                positions = (starts[:, None] + steps[None, :]).clamp_(max=values.numel() - 1)  # [B, T]
+                out = values[positions].masked_fill_(steps[None, :] >= lens[:, None], pad)
+            batch[key] = out
+            lengths = lens if lengths is None else lengths
+        assert lengths is not None
+        batch["lengths"] = lengths
+        for key in scalar_keys:
+            batch[key] = self.scalars[key][idx]
+        return batch
+
+
+class PackedBatch(Sequence):
+    """The examples of one batch of :class:`PackedSequences`: a sequence of example dicts that
+    :class:`PadCollate` pads in one go instead of example by example."""
+
+    def __init__(self, source: PackedSequences, indices: list[int]) -> None:
+        self.source, self.indices = source, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return PackedBatch(self.source, self.indices[i])
+        return self.source[self.indices[i]]
 
 
 class PadCollate:
@@ -100,6 +142,8 @@ class PadCollate:
         self.scalar_keys = tuple(scalar_keys)
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
+        if isinstance(examples, PackedBatch):
+            return examples.source.pad(examples.indices, self.pad_values, self.scalar_keys)
         keys = list(self.pad_values)
         lengths = torch.tensor([len(ex[keys[0]]) for ex in examples], dtype=torch.long)
         batch: dict[str, Tensor] = {}
@@ -160,7 +204,7 @@ class BucketBatchSampler(BatchSampler):
         super().__init__(sampler, batch_size, drop_last)  # type: ignore[arg-type]
         if pool_factor < 1:
             raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
-        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
+        self.lengths = [int(n) for n in lengths]
         self.pool_factor = pool_factor
         inner_random = isinstance(sampler, RandomSampler) or (
             isinstance(sampler, DistributedSampler) and sampler.shuffle
@@ -224,7 +268,7 @@ class BucketBatchSampler(BatchSampler):
         batches: list[list[int]] = []
         for start in range(0, len(indices), pool_size):
             pool = indices[start : start + pool_size]
-            pool.sort(key=lambda i: int(self.lengths[i]))
+            pool.sort(key=self.lengths.__getitem__)
             batches.extend(pool[k : k + self.batch_size] for k in range(0, len(pool), self.batch_size))
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
