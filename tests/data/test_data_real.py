@@ -11,7 +11,7 @@ import torch
 from zoo.data.tagging import TokenTaggingData
 from zoo.data.text import LanguageModelingData, TextClassificationData
 
-pytestmark = pytest.mark.data
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 # SST-2 has no quoting: a quote inside a sentence is text, so pandas must not parse quotes.
 SST2_CSV = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}

@@ -61,3 +61,24 @@ def test_bad_tagging_input(conllu_file: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="2 words but 1 tags"):
         dm.setup("fit")
+
+
+def test_integer_tags_with_class_label_names(tmp_path: Path) -> None:
+    import datasets
+
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"tokens": [["John", "Smith", "runs"], ["Mary", "sleeps"]], "tags": [[1, 2, 0], [1, 0]]},
+        features=features,
+    )
+    ds.to_parquet(str(tmp_path / "t.parquet"))  # parquet keeps the ClassLabel names in its metadata
+    files = {"train": str(tmp_path / "t.parquet"), "validation": str(tmp_path / "t.parquet")}
+    dm = TokenTaggingData("parquet", files, bucket=False, batch_size=2, cache_dir=str(tmp_path / "c"))
+    assert dm.tag_names == ["O", "B-PER", "I-PER"]
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["tags"].tolist() == [[1, 2, 0], [1, 0, -100]]
