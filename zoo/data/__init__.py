@@ -1,6 +1,13 @@
 """Lightning data modules on Hugging Face datasets and tokenizers, and synthetic memory tasks."""
 
-from zoo.data.batching import BucketBatchSampler, FixedWindows, PadCollate, StreamBatches, WindowCollate
+from zoo.data.batching import (
+    BucketBatchSampler,
+    FixedWindows,
+    PackedSequences,
+    PadCollate,
+    StreamBatches,
+    WindowCollate,
+)
 from zoo.data.series import TimeSeriesData
 from zoo.data.sources import ConlluFormatError, load_splits, read_conllu
 from zoo.data.synthetic import AddingProblemData, CopyTaskData, CuisineMemoryData
@@ -16,6 +23,7 @@ __all__ = [
     "CuisineMemoryData",
     "FixedWindows",
     "LanguageModelingData",
+    "PackedSequences",
     "PadCollate",
     "StreamBatches",
     "TextClassificationData",
