@@ -1,0 +1,84 @@
+"""Token tagging data: CoNLL-U and list columns, one id and one tag per word, padding ignored."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from zoo.data.tagging import TokenTaggingData
+
+
+def test_conllu_tagging_batches(conllu_file: Path, tmp_path: Path) -> None:
+    files = {"train": str(conllu_file), "validation": str(conllu_file)}
+    dm = TokenTaggingData("conllu", files, batch_size=2, bucket=False, cache_dir=str(tmp_path / "c"))
+    assert dm.tag_names == ["ADV", "AUX", "PART", "PRON", "PUNCT", "VERB"] and dm.num_tags == 6
+    batch = next(iter(dm.val_dataloader()))
+    assert set(batch) == {"input_ids", "lengths", "tags"}
+    assert batch["lengths"].tolist() == [5, 2]
+    assert batch["tags"][1].tolist() == [5, 0, -100, -100, -100]
+    assert batch["input_ids"][1, 2:].tolist() == [dm.pad_id] * 3
+    words = [dm.tokenizer.id_to_token(i) for i in batch["input_ids"][0].tolist()]
+    assert words == ["I", "do", "n't", "know", "."]
+
+
+def test_list_columns_one_id_per_word_and_unknown_words(tmp_path: Path) -> None:
+    rows = [
+        {"words": ["New York", "is", "big"], "ner": ["LOC", "O", "O"]},
+        {"words": ["Paris", "is", "old"], "ner": ["LOC", "O", "O"]},
+    ]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"words": ["Rome", "is", "big"], "ner": ["LOC", "O", "O"]}), encoding="utf-8")
+    dm = TokenTaggingData(
+        "json",
+        {"train": str(train), "validation": str(train), "test": str(test)},
+        tokens_column="words",
+        tags_column="ner",
+        lowercase=True,
+        cache_dir=str(tmp_path / "c"),
+    )
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["input_ids"].shape == batch["tags"].shape == (1, 3)
+    assert batch["input_ids"][0, 0] == dm.tokenizer.token_to_id("<unk>")
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["lengths"].tolist() == [3, 3], "a word with a space still gets exactly one id"
+
+
+def test_bad_tagging_input(conllu_file: Path, tmp_path: Path) -> None:
+    files = {"train": str(conllu_file)}
+    with pytest.raises(ValueError, match=r"tags \['ADV'\] in split 'train' are outside the tag set"):
+        TokenTaggingData("conllu", files, tag_set=["PRON", "VERB"], cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape("the columns there are ['tokens', 'upos']")):
+        TokenTaggingData("conllu", files, tags_column="xpos", cache_dir=str(tmp_path))
+    mismatch = tmp_path / "m.jsonl"
+    mismatch.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["X"]}), encoding="utf-8")
+    dm = TokenTaggingData(
+        "json", {"train": str(mismatch), "validation": str(mismatch)}, cache_dir=str(tmp_path)
+    )
+    with pytest.raises(ValueError, match="2 words but 1 tags"):
+        dm.setup("fit")
+
+
+def test_integer_tags_with_class_label_names(tmp_path: Path) -> None:
+    import datasets
+
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"tokens": [["John", "Smith", "runs"], ["Mary", "sleeps"]], "tags": [[1, 2, 0], [1, 0]]},
+        features=features,
+    )
+    ds.to_parquet(str(tmp_path / "t.parquet"))  # parquet keeps the ClassLabel names in its metadata
+    files = {"train": str(tmp_path / "t.parquet"), "validation": str(tmp_path / "t.parquet")}
+    dm = TokenTaggingData("parquet", files, bucket=False, batch_size=2, cache_dir=str(tmp_path / "c"))
+    assert dm.tag_names == ["O", "B-PER", "I-PER"]
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["tags"].tolist() == [[1, 2, 0], [1, 0, -100]]

@@ -1,0 +1,235 @@
+"""One loader for Hugging Face hub names, local files (csv, json, parquet, text) and CoNLL-U.
+
+``load_splits("glue", name="sst2")`` and ``load_splits("csv", data_files={...})`` go through
+``datasets.load_dataset``; ``load_splits("conllu", data_files={...})`` reads CoNLL-U files into a
+``datasets.Dataset`` of ``tokens`` and ``upos`` columns. Split names are mapped to ``train``,
+``validation`` and ``test``, and a missing validation split is carved, seeded, from a slice of train.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+STANDARD_SPLITS = ("train", "validation", "test")
+# Names that datasets on the hub and in the wild use for the same three splits.
+_SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation", "eval": "validation"}
+
+DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
+
+
+class ConlluFormatError(ValueError):
+    """A CoNLL-U file that does not follow the format; the message names the file and line."""
+
+
+def _files_of(data_files: str | Sequence[str]) -> list[str]:
+    return [data_files] if isinstance(data_files, str | os.PathLike) else [str(f) for f in data_files]
+
+
+def iter_conllu(path: str | os.PathLike[str]) -> Iterator[dict[str, list[str]]]:
+    """Yield ``{"tokens": [...], "upos": [...]}`` per sentence of a CoNLL-U file.
+
+    Comment lines, multiword-token ranges (ID ``1-2``) and empty nodes (ID ``8.1``) are skipped, so every
+    word carries exactly one UPOS tag.
+
+    Raises:
+        ConlluFormatError: a word line without 10 tab-separated fields (names the file and line number).
+        FileNotFoundError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CoNLL-U file not found: {path}")
+    tokens: list[str] = []
+    upos: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if tokens:
+                    yield {"tokens": tokens, "upos": upos}
+                    tokens, upos = [], []
+                continue
+            if line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise ConlluFormatError(
+                    f"{path}:{lineno}: expected 10 tab-separated fields, found {len(fields)}: {line[:80]!r}"
+                )
+            word_id = fields[0]
+            if "-" in word_id or "." in word_id:
+                continue
+            tokens.append(fields[1])
+            upos.append(fields[3])
+    if tokens:
+        yield {"tokens": tokens, "upos": upos}
+
+
+def _conllu_generator(files: list[str], signature: list[tuple[int, int]]) -> Iterator[dict[str, list[str]]]:
+    # ``signature`` (size, mtime) only feeds the cache fingerprint, so an edited file is read again.
+    del signature
+    for file in files:
+        yield from iter_conllu(file)
+
+
+def read_conllu(data_files: str | Sequence[str], cache_dir: str | None = None) -> datasets.Dataset:
+    """Read one or more CoNLL-U files into a ``datasets.Dataset`` with ``tokens`` and ``upos`` columns.
+
+    The result is written to the datasets cache (keyed by the paths, sizes and modification times), so
+    later ``map`` calls on it are cached by fingerprint like any other dataset.
+    """
+    files = [str(Path(f).resolve()) for f in _files_of(data_files)]
+    for file in files:
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"CoNLL-U file not found: {file}")
+    signature = [(Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "upos": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    try:
+        ds = datasets.Dataset.from_generator(
+            _conllu_generator,
+            gen_kwargs={"files": files, "signature": signature},
+            features=features,
+            cache_dir=cache_dir,
+        )
+    except Exception as err:  # datasets wraps generator errors; surface ours with its line number
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConlluFormatError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise ConlluFormatError(str(cause)) from err
+        if "corresponds to no data" in str(err):
+            raise ValueError(f"the split is empty: no sentences in the CoNLL-U file(s) {files}") from err
+        raise
+    assert isinstance(ds, datasets.Dataset)
+    return ds
+
+
+def _normalise_split_name(name: str) -> str:
+    return _SPLIT_ALIASES.get(name, name)
+
+
+def load_splits(
+    path: str,
+    data_files: DataFiles | None = None,
+    name: str | None = None,
+    *,
+    split_map: Mapping[str, str] | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    shuffle_carve: bool = True,
+    carve_validation: bool = True,
+    cache_dir: str | None = None,
+    **load_kwargs: Any,
+) -> datasets.DatasetDict:
+    """Load a dataset as a ``DatasetDict`` with ``train`` and ``validation`` (and ``test`` when present).
+
+    Args:
+        path: a hub name (``"stanfordnlp/sst2"``), a builder (``"csv"``, ``"json"``, ``"parquet"``,
+            ``"text"``) or ``"conllu"`` for CoNLL-U files.
+        data_files: files for a builder, as ``datasets.load_dataset`` takes them (a dict maps split names).
+        name: the dataset's configuration name, if it has several.
+        split_map: our split name -> the dataset's, e.g. ``{"validation": "dev"}``. Common aliases
+            (``dev``, ``valid``, ``val``) are recognised without it.
+        validation_fraction: share of train carved out as validation when the dataset has none.
+        seed: seed of that carve.
+        shuffle_carve: ``False`` takes the last rows of train in order (time series).
+        carve_validation: carve a validation split when there is none (``False``: leave it missing).
+        cache_dir: datasets cache directory (``None``: the datasets default).
+        **load_kwargs: passed to ``datasets.load_dataset`` (e.g. ``delimiter="\\t"``).
+
+    Raises:
+        ValueError: no train split, an unknown split in ``split_map``, or an empty split.
+    """
+    if path == "conllu":
+        if data_files is None:
+            raise ValueError("path='conllu' needs data_files (a file, a list, or a dict of split -> files)")
+        if isinstance(data_files, Mapping):
+            raw = datasets.DatasetDict(
+                {split: read_conllu(files, cache_dir=cache_dir) for split, files in data_files.items()}
+            )
+        else:
+            raw = datasets.DatasetDict({"train": read_conllu(data_files, cache_dir=cache_dir)})
+    else:
+        try:
+            loaded = datasets.load_dataset(
+                path, name, data_files=data_files, cache_dir=cache_dir, **load_kwargs
+            )
+        except ValueError as err:
+            if "corresponds to no data" not in str(err):
+                raise
+            # datasets' own wording ("Instruction 'x' corresponds to no data!") does not say what to fix
+            raise ValueError(
+                f"a split of {path!r} is empty ({err}); check data_files and the split mapping"
+            ) from err
+        if not isinstance(loaded, datasets.DatasetDict):
+            raise TypeError(
+                f"expected a DatasetDict from load_dataset({path!r}), got {type(loaded).__name__}"
+            )
+        raw = loaded
+
+    if split_map:
+        unknown = [src for src in split_map.values() if src not in raw]
+        if unknown:
+            raise ValueError(f"split_map names splits {unknown} that {path!r} lacks; it has {list(raw)}")
+        splits = {ours: raw[theirs] for ours, theirs in split_map.items()}
+        for theirs in raw:
+            ours = _normalise_split_name(theirs)
+            if ours not in splits and theirs not in split_map.values():
+                splits[ours] = raw[theirs]
+    else:
+        splits = {_normalise_split_name(s): raw[s] for s in raw}
+
+    if "train" not in splits:
+        raise ValueError(
+            f"{path!r} has no train split; it has {list(raw)}. Map one with split_map={{'train': ...}}"
+        )
+    if "validation" not in splits and carve_validation:
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        train = splits["train"]
+        if shuffle_carve:
+            parts = train.train_test_split(test_size=validation_fraction, seed=seed, shuffle=True)
+            splits["train"], splits["validation"] = parts["train"], parts["test"]
+        else:
+            n_val = max(1, round(len(train) * validation_fraction))
+            splits["validation"] = train.select(range(len(train) - n_val, len(train)))
+            splits["train"] = train.select(range(len(train) - n_val))
+    result = datasets.DatasetDict({k: v for k, v in splits.items()})
+    check_not_empty(result, source=path)
+    return result
+
+
+def check_not_empty(splits: datasets.DatasetDict, source: str = "the dataset") -> None:
+    """Raise ``ValueError`` naming any split with no rows."""
+    empty = [name for name, ds in splits.items() if len(ds) == 0]
+    if empty:
+        raise ValueError(f"split(s) {empty} of {source} are empty; check data_files and the split mapping")
+
+
+def check_columns(
+    ds: datasets.Dataset | datasets.DatasetDict, columns: Sequence[str], what: str = ""
+) -> None:
+    """Raise ``KeyError``-like ``ValueError`` when a column is missing, listing the columns there are."""
+    parts = ds.items() if isinstance(ds, datasets.DatasetDict) else [("data", ds)]
+    for split, d in parts:
+        missing = [c for c in columns if c not in d.column_names]
+        if missing:
+            hint = f" for {what}" if what else ""
+            raise ValueError(
+                f"column(s) {missing}{hint} not in split {split!r}; the columns there are {d.column_names}"
+            )
+
+
+def select_columns(splits: datasets.DatasetDict, columns: Sequence[str]) -> datasets.DatasetDict:
+    """Keep only ``columns`` in every split (after checking that they exist)."""
+    check_columns(splits, columns)
+    return datasets.DatasetDict({k: v.select_columns(list(columns)) for k, v in splits.items()})

@@ -1,0 +1,260 @@
+"""Token tagging data: word lists with one tag per word (e.g. UPOS from CoNLL-U treebanks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import lightning as L
+import pyarrow.compute as pc
+from torch.utils.data import DataLoader
+
+from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_options
+from zoo.data.encoding import EncodeWords, datasets_cache, find_pad_id, tokenizer_for
+from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
+from zoo.data.text import _SPLIT_OF_STAGE, padded_loader
+from zoo.data.tokenizers import UNK, TokenizerKind
+
+
+def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[str] | None) -> list[str]:
+    """Tag names in id order: ``declared``, else the sorted tags seen in train.
+
+    Raises:
+        ValueError: a tag (in any split) outside that set, naming the split.
+    """
+    seen: dict[str, set[str]] = {}
+    for split, ds in splits.items():
+        table = ds.with_format("arrow")[:]
+        seen[split] = {str(t) for t in pc.unique(pc.list_flatten(table.column(column))).to_pylist()}
+    names = [str(t) for t in declared] if declared is not None else sorted(seen["train"])
+    for split, tags in seen.items():
+        bad = sorted(tags - set(names))
+        if bad:
+            raise ValueError(
+                f"tags {bad[:10]} in split {split!r} are outside the tag set {names}; declare them in "
+                "`tag_set`"
+            )
+    return names
+
+
+class TokenTaggingData(L.LightningDataModule):
+    """Word + tag lists -> ``{"input_ids": Long[B,T], "lengths": Long[B], "tags": Long[B,T]}``.
+
+    Every word gets exactly one id (its first sub-token; a word-level tokenizer maps words one to one) and
+    one tag; padding positions carry ``-100`` in ``tags`` so losses and metrics ignore them.
+
+    Args:
+        path: ``conllu`` for CoNLL-U files (columns ``tokens``, ``upos``), or a hub name / builder whose rows
+            hold word lists and tag lists (e.g. ``json``).
+        data_files: files; a dict maps split names (``dev`` is read as ``validation``).
+        name: the dataset's configuration name.
+        tokens_column: column of word lists.
+        tags_column: column of tag lists (default: ``upos`` for CoNLL-U, else ``tags``).
+        tag_set: the declared tag names in id order (default: sorted tags of train). Integer tags (a
+            ``ClassLabel`` sequence) use the feature's names.
+        split_map: our split name -> the dataset's.
+        validation_fraction: share of train carved (seeded) as validation when there is none.
+        tokenizer_type: ``word`` (default), ``bpe`` or ``char``; trained on the training words.
+        tokenizer_file: a saved ``tokenizer.json`` to use instead of training.
+        pretrained_tokenizer: a hub model name whose fast tokenizer to use.
+        lowercase: lowercase words before looking them up.
+        min_frequency: rarer words map to ``<unk>``.
+        max_vocab_size: cap on the trained vocabulary (special tokens included).
+        max_length: truncate sentences to this many words.
+        batch_size: sentences per batch (per process).
+        bucket: batch similar lengths together.
+        num_workers: ``DataLoader`` workers.
+        pin_memory: pin batches (default: when CUDA is available).
+        seed: seed of the carve and the shuffles.
+        cache_dir: root of the caches.
+        load_kwargs: extra ``datasets.load_dataset`` arguments.
+
+    Attributes:
+        tokenizer, tokenizer_path, vocab_size, pad_id, num_tags, tag_names.
+    """
+
+    def __init__(
+        self,
+        path: str = "conllu",
+        data_files: DataFiles | None = None,
+        name: str | None = None,
+        tokens_column: str = "tokens",
+        tags_column: str | None = None,
+        tag_set: list[str] | None = None,
+        split_map: dict[str, str] | None = None,
+        validation_fraction: float = 0.1,
+        tokenizer_type: TokenizerKind = "word",
+        tokenizer_file: str | None = None,
+        pretrained_tokenizer: str | None = None,
+        lowercase: bool = False,
+        min_frequency: int = 1,
+        max_vocab_size: int | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        bucket: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        load_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        splits = load_splits(
+            path,
+            data_files,
+            name,
+            split_map=split_map,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            cache_dir=datasets_cache(cache_dir),
+            **(load_kwargs or {}),
+        )
+        tags_column = tags_column or ("upos" if path == "conllu" else "tags")
+        self._init_from_splits(
+            splits,
+            tokens_column=tokens_column,
+            tags_column=tags_column,
+            tag_set=tag_set,
+            tokenizer_type=tokenizer_type,
+            tokenizer_file=tokenizer_file,
+            pretrained_tokenizer=pretrained_tokenizer,
+            lowercase=lowercase,
+            min_frequency=min_frequency,
+            max_vocab_size=max_vocab_size,
+            max_length=max_length,
+            batch_size=batch_size,
+            bucket=bucket,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            seed=seed,
+            cache_dir=cache_dir,
+        )
+
+    def _init_from_splits(
+        self,
+        splits: datasets.DatasetDict,
+        *,
+        tokens_column: str,
+        tags_column: str,
+        tag_set: Sequence[str] | None,
+        tokenizer_type: TokenizerKind,
+        tokenizer_file: str | None,
+        pretrained_tokenizer: str | None,
+        lowercase: bool,
+        min_frequency: int,
+        max_vocab_size: int | None,
+        max_length: int | None,
+        batch_size: int,
+        bucket: bool,
+        num_workers: int,
+        pin_memory: bool | None,
+        seed: int,
+        cache_dir: str | None,
+    ) -> None:
+        check_columns(splits, [tokens_column, tags_column], what="token tagging")
+        check_not_empty(splits)
+        feature = splits["train"].features[tags_column]
+        inner = getattr(feature, "feature", None)
+        if isinstance(inner, datasets.ClassLabel):
+            # integer tags: turn them into their names, so one code path checks and maps them
+            tag_set = tag_set or list(inner.names)
+            splits = datasets.DatasetDict(
+                {
+                    k: v.cast_column(tags_column, datasets.Sequence(datasets.Value("string")))
+                    for k, v in splits.items()
+                }
+            )
+            splits = datasets.DatasetDict(
+                {
+                    k: v.map(_IdsToNames(tags_column, list(inner.names)), batched=True)
+                    for k, v in splits.items()
+                }
+            )
+        self.raw_splits = splits
+        self.tag_names = resolve_tags(splits, tags_column, tag_set)
+        self.num_tags = len(self.tag_names)
+        self.tokenizer, self.tokenizer_path = tokenizer_for(
+            splits["train"],
+            tokens_column,
+            task="tagging",
+            cache_dir=cache_dir,
+            kind=tokenizer_type,
+            tokenizer_file=tokenizer_file,
+            pretrained_tokenizer=pretrained_tokenizer,
+            lowercase=lowercase,
+            min_frequency=min_frequency,
+            max_vocab_size=max_vocab_size,
+            words=True,
+        )
+        self.vocab_size = self.tokenizer.get_vocab_size()
+        self.pad_id = find_pad_id(self.tokenizer)
+        unk = self.tokenizer.token_to_id(UNK)
+        self.unk_id = int(unk) if unk is not None else self.pad_id
+        self.tokens_column, self.tags_column, self.max_length = tokens_column, tags_column, max_length
+        self.batch_size, self.bucket, self.seed = batch_size, bucket, seed
+        self._loader_options = loader_options(num_workers, pin_memory)
+        self.encoded: dict[str, datasets.Dataset] = {}
+        self.packed: dict[str, PackedSequences] = {}
+
+    def encode_function(self) -> EncodeWords:
+        """The (picklable) batched map function: words -> ids, tags -> tag ids."""
+        return EncodeWords(
+            self.tokenizer,
+            self.tokens_column,
+            self.tags_column,
+            {t: i for i, t in enumerate(self.tag_names)},
+            unk_id=self.unk_id,
+            max_length=self.max_length,
+        )
+
+    def _encode(self, split: str) -> datasets.Dataset:
+        ds = self.raw_splits[split]
+        return ds.map(
+            self.encode_function(),
+            batched=True,
+            batch_size=1000,
+            remove_columns=ds.column_names,
+            desc=f"encoding {split}",
+        )
+
+    def prepare_data(self) -> None:
+        for split in self.raw_splits:
+            self._encode(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = _SPLIT_OF_STAGE.get(stage or "", tuple(self.raw_splits))
+        for split in wanted:
+            if split in self.raw_splits and split not in self.encoded:
+                self.encoded[split] = self._encode(split)
+                self.packed[split] = PackedSequences.from_arrow(self.encoded[split], ["input_ids", "tags"])
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.raw_splits:
+            raise ValueError(f"no {split!r} split; the splits are {list(self.raw_splits)}")
+        if split not in self.packed:
+            self.setup(None)
+        collate = PadCollate({"input_ids": self.pad_id, "tags": IGNORE_INDEX})
+        return padded_loader(
+            self.packed[split], collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+
+class _IdsToNames:
+    """Batched map: integer tag lists -> tag name lists."""
+
+    def __init__(self, column: str, names: list[str]) -> None:
+        self.column, self.names = column, names
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {self.column: [[self.names[int(t)] for t in row] for row in batch[self.column]]}
