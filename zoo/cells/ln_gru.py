@@ -64,7 +64,9 @@ class LayerNormGRU(LoopLayer):
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
-        gh = F.layer_norm(F.linear(state, self.weight_hh), (3 * self.hidden_size,), self.gamma_hh, self.bias_hh)
+        gh = F.layer_norm(
+            F.linear(state, self.weight_hh), (3 * self.hidden_size,), self.gamma_hh, self.bias_hh
+        )
         two = 2 * self.hidden_size
         r, z = torch.sigmoid(p_t[:, :two] + gh[:, :two]).chunk(2, dim=-1)
         n = torch.tanh(torch.addcmul(p_t[:, two:], r, gh[:, two:]))

@@ -127,7 +127,6 @@ class MinGRU(_MinRNN):
         return torch.sigmoid(-k), z * cand, {"update": z}
 
 
-
 @register_cell("min_lstm", paper=FENG_2024, parallel=True)
 class MinLSTM(_MinRNN):
     """minLSTM: an LSTM without output gate or recurrent gate inputs, with normalised gates.
@@ -156,4 +155,3 @@ class MinLSTM(_MinRNN):
         pair = torch.stack([nn.functional.logsigmoid(f_pre), nn.functional.logsigmoid(i_pre)]).softmax(0)
         f, i = pair.unbind(0)
         return f, i * cand, {"forget": f, "input": i}
-
