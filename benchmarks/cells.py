@@ -1,4 +1,4 @@
-"""Forward+backward time per batch of every registered cell, as a ratio to ``torch.nn.GRU`` in the same process.
+"""Forward+backward time per batch of every registered cell, as a ratio to ``torch.nn.GRU`` in one process.
 
 Run from the repository root::
 

@@ -63,12 +63,12 @@ class LightGRU(LoopLayer):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Glorot-uniform ``W``, orthogonal gate blocks of ``U``, unit gains and zero shifts (and statistics)."""
+        """Glorot-uniform ``W``, orthogonal blocks of ``U``, unit gains, zero shifts, fresh statistics."""
         with torch.no_grad():
             nn.init.xavier_uniform_(self.weight_ih)
             for block in self.weight_hh.chunk(2, dim=0):
                 nn.init.orthogonal_(block)
-            if self.norm is not None:
+            if isinstance(self.norm, nn.BatchNorm1d | nn.LayerNorm):
                 self.norm.reset_parameters()
             if self.bias is not None:
                 self.bias.zero_()

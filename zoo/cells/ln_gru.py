@@ -1,4 +1,4 @@
-"""Layer-normalised GRU as in haste's ``LayerNormGRU`` (LayerNorm: Ba, Kiros & Hinton 2016, arXiv:1607.06450)."""
+"""Layer-norm GRU, haste's ``LayerNormGRU`` (layer norm: Ba, Kiros & Hinton 2016, arXiv:1607.06450)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class LayerNormGRU(LoopLayer):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """haste's initialisation: Glorot-uniform ``W``, orthogonal gate blocks of ``U``, zero biases, unit gains."""
+        """As haste: Glorot-uniform ``W``, orthogonal blocks of ``U``, zero biases, unit gains."""
         with torch.no_grad():
             nn.init.xavier_uniform_(self.weight_ih)
             for block in self.weight_hh.chunk(3, dim=0):
