@@ -5,8 +5,9 @@ Run from the repository root::
     python benchmarks/cells.py                      # T = 128 and 512, a few minutes on 2 CPU cores
     python benchmarks/cells.py --T 64 128 512 2048 --repeats 7 --json cells.json
 
-Every timing is the median of ``--repeats`` runs after a warm-up; ``torch.nn.GRU``, ``nn.LSTM`` and
-``nn.RNN`` are timed alongside the cells at each length, so the ratios survive a noisy machine. Extra
+Every module is warmed up, then timed ``--repeats`` times, each run next to a run of ``torch.nn.GRU``;
+the table gives the median time and the median ratio to those neighbouring ``nn.GRU`` runs, so the
+ratios survive a noisy machine. ``nn.GRU``, ``nn.LSTM`` and ``nn.RNN`` are in the table as baselines. Extra
 configurations of a cell (e.g. ``min_gru`` with each scan algorithm) are listed as ``name[option=value]``.
 """
 
@@ -33,16 +34,11 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def time_fn(fn: Callable[[], None], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in milliseconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+def time_once(fn: Callable[[], None]) -> float:
+    """Wall time of one call of ``fn`` in milliseconds."""
+    start = time.perf_counter()
+    fn()
+    return 1e3 * (time.perf_counter() - start)
 
 
 def train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
@@ -77,21 +73,41 @@ def cells_to_time(input_size: int, hidden_size: int, only: list[str] | None) -> 
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time every module, interleaved with ``nn.GRU`` so that each ratio compares neighbouring runs.
+
+    Each round times ``GRU, m1, GRU, m2, GRU, ...``; a module's ratio in a round is its time over the
+    mean of the two ``nn.GRU`` runs around it, and the reported ratio is the median over rounds. On a
+    shared, noisy machine this keeps the ratios honest where absolute times drift.
+    """
     torch.manual_seed(0)
     rows: list[dict[str, Any]] = []
     for T in args.T:
         x = torch.randn(args.batch, T, args.input_size)
         modules = {**baselines(args.input_size, args.hidden_size)}
         modules.update(cells_to_time(args.input_size, args.hidden_size, args.cells))
-        timings: dict[str, float] = {}
-        for name, module in modules.items():
-            timings[name] = time_fn(train_step(module, x), args.repeats)
-            print(f"  T={T:5d} {name:24s} {timings[name]:9.1f} ms", flush=True)
-        # nn.GRU again at the end: the reference is the mean of both medians, so drift shows up in both
-        again = time_fn(train_step(modules["torch.nn.GRU"], x), args.repeats)
-        reference = (timings["torch.nn.GRU"] + again) / 2
-        for name, ms in timings.items():
-            rows.append({"cell": name, "T": T, "ms": ms, "ratio_to_gru": ms / reference})
+        steps = {name: train_step(module, x) for name, module in modules.items()}
+        gru = steps["torch.nn.GRU"]
+        for fn in steps.values():  # warm-up: allocator, oneDNN primitives, first-call dispatch
+            fn()
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        ratios: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            before = time_once(gru)
+            for name, fn in steps.items():
+                ms = time_once(fn)
+                after = time_once(gru)
+                times[name].append(ms)
+                ratios[name].append(ms / (0.5 * (before + after)))
+                before = after
+        for name in steps:
+            row = {
+                "cell": name,
+                "T": T,
+                "ms": statistics.median(times[name]),
+                "ratio_to_gru": statistics.median(ratios[name]),
+            }
+            rows.append(row)
+            print(f"  T={T:5d} {name:24s} {row['ms']:9.1f} ms  {row['ratio_to_gru']:5.2f}x", flush=True)
     return rows
 
 
