@@ -181,7 +181,8 @@ def test_extreme_preactivations_stay_finite() -> None:
 def test_mode_choice_and_bad_mode() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert choose_algorithm("auto", 16, cpu) == "loop"
-    assert choose_algorithm("auto", 4096, cpu) == "scan"
+    assert choose_algorithm("auto", 4096, cpu) == "loop"
+    assert choose_algorithm("scan", 16, cpu) == "scan"
     assert choose_algorithm("auto", 128, gpu) == "scan"
     assert choose_algorithm("loop", 4096, gpu) == "loop"
     with pytest.raises(ValueError, match="mode must be one of auto, scan, loop"):
