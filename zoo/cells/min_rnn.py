@@ -114,7 +114,8 @@ class MinGRU(_MinRNN):
     Paper: Feng, Tung, Ahmed, Bengio, Hajimirsadeghi 2024, arXiv:2410.01201.
     Parameters: ``2HI + 2H``. Initialisation: ``nn.Linear``'s, ``U(-1/√I, 1/√I)``.
     Option ``mode``: ``"scan"`` (chunked parallel scan), ``"loop"`` (sequential) or ``"auto"`` (the loop
-    on CPU, where it measured faster at every length; the scan from 16 steps on GPU). Gates inspected: update (z).
+    on CPU, where it measured faster at every length; the scan from 16 steps on GPU).
+    Gates inspected: update (z).
     """
 
     paper = FENG_2024
