@@ -1,0 +1,154 @@
+"""Forward+backward time per batch of every registered cell, as a ratio to ``torch.nn.GRU`` in one process.
+
+Run from the repository root::
+
+    python benchmarks/cells.py                      # T = 128 and 512, a few minutes on 2 CPU cores
+    python benchmarks/cells.py --T 64 128 512 2048 --repeats 7 --json cells.json
+
+Every module is warmed up, then timed ``--repeats`` times, each run next to a run of ``torch.nn.GRU``;
+the table gives the median time and the median ratio to those neighbouring ``nn.GRU`` runs, so the
+ratios survive a noisy machine. ``nn.GRU``, ``nn.LSTM`` and ``nn.RNN`` are in the table as baselines. Extra
+configurations of a cell (e.g. ``min_gru`` with each scan algorithm) are listed as ``name[option=value]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import zoo
+from zoo.cells import build_cell, list_cells
+
+# cells whose algorithm is an option: each choice is timed too
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "min_gru": [{"mode": "loop"}, {"mode": "scan"}],
+    "min_lstm": [{"mode": "loop"}, {"mode": "scan"}],
+}
+
+
+def time_once(fn: Callable[[], None]) -> float:
+    """Wall time of one call of ``fn`` in milliseconds."""
+    start = time.perf_counter()
+    fn()
+    return 1e3 * (time.perf_counter() - start)
+
+
+def train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
+    """Forward and backward of ``module`` on ``x`` (gradients dropped each call)."""
+
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        out, _ = module(x)
+        out.sum().backward()
+
+    return run
+
+
+def baselines(input_size: int, hidden_size: int) -> dict[str, nn.Module]:
+    return {
+        "torch.nn.GRU": nn.GRU(input_size, hidden_size, batch_first=True),
+        "torch.nn.LSTM": nn.LSTM(input_size, hidden_size, batch_first=True),
+        "torch.nn.RNN": nn.RNN(input_size, hidden_size, batch_first=True),
+    }
+
+
+def cells_to_time(input_size: int, hidden_size: int, only: list[str] | None) -> dict[str, nn.Module]:
+    modules: dict[str, nn.Module] = {}
+    for name in list_cells():
+        if only and name not in only:
+            continue
+        modules[name] = build_cell(name, input_size, hidden_size)
+        for options in VARIANTS.get(name, []):
+            label = name + "[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]"
+            modules[label] = build_cell(name, input_size, hidden_size, **options)
+    return modules
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time every module, interleaved with ``nn.GRU`` so that each ratio compares neighbouring runs.
+
+    Each round times ``GRU, m1, GRU, m2, GRU, ...``; a module's ratio in a round is its time over the
+    mean of the two ``nn.GRU`` runs around it, and the reported ratio is the median over rounds. On a
+    shared, noisy machine this keeps the ratios honest where absolute times drift.
+    """
+    torch.manual_seed(0)
+    rows: list[dict[str, Any]] = []
+    for T in args.T:
+        x = torch.randn(args.batch, T, args.input_size)
+        modules = {**baselines(args.input_size, args.hidden_size)}
+        modules.update(cells_to_time(args.input_size, args.hidden_size, args.cells))
+        steps = {name: train_step(module, x) for name, module in modules.items()}
+        gru = steps["torch.nn.GRU"]
+        for fn in steps.values():  # warm-up: allocator, oneDNN primitives, first-call dispatch
+            fn()
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        ratios: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            before = time_once(gru)
+            for name, fn in steps.items():
+                ms = time_once(fn)
+                after = time_once(gru)
+                times[name].append(ms)
+                ratios[name].append(ms / (0.5 * (before + after)))
+                before = after
+        for name in steps:
+            row = {
+                "cell": name,
+                "T": T,
+                "ms": statistics.median(times[name]),
+                "ratio_to_gru": statistics.median(ratios[name]),
+            }
+            rows.append(row)
+            print(f"  T={T:5d} {name:24s} {row['ms']:9.1f} ms  {row['ratio_to_gru']:5.2f}x", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| cell | T | ms / batch | ratio to nn.GRU |", "|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['cell']} | {row['T']} | {row['ms']:.1f} | {row['ratio_to_gru']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--T", type=int, nargs="+", default=[128, 512], help="sequence lengths")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--cells", nargs="+", default=None, help="only these registered cells")
+    parser.add_argument("--json", default=None, help="also write the rows and the machine to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    machine = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "zoo_cells": zoo.list_cells(),
+    }
+    print(
+        f"torch {machine['torch']}, {machine['threads']} threads, float32, CPU, "
+        f"B={args.batch} I={args.input_size} H={args.hidden_size}, forward+backward, median of {args.repeats}"
+    )
+    rows = run(args)
+    print()
+    print(markdown(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "args": vars(args), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
