@@ -4,7 +4,7 @@ Importing this package imports every family, so every built-in name exists, and 
 the ``rnn_zoo.cells`` entry points.
 """
 
-from zoo.cells import gru, lstm, rnn  # noqa: F401  (registration happens on import)
+from zoo.cells import gru, gru_slim, indrnn, lstm, mgu, rnn  # noqa: F401  (registration happens on import)
 from zoo.cells.base import Gates, LoopLayer, RecurrentLayer, State, detach_state
 from zoo.cells.registry import (
     CellSpec,
