@@ -106,8 +106,9 @@ class GRUCho(PreparedLoopLayer):
         assert isinstance(state, Tensor)
         u_rz, u_n = self.prepared()
         p_rz, p_n = p_t.split([2 * self.hidden_size, self.hidden_size], dim=-1)
-        r, z = torch.sigmoid(torch.addmm(p_rz, state, u_rz)).chunk(2, dim=-1)
-        n = torch.tanh(torch.addmm(p_n, r * state, u_n))
+        # in place on the fresh addmm outputs: one allocation less per activation, same graph
+        r, z = torch.addmm(p_rz, state, u_rz).sigmoid_().chunk(2, dim=-1)
+        n = torch.addmm(p_n, r * state, u_n).tanh_()
         h = torch.lerp(n, state, z)  # (1 - z) * n + z * h
         return h, h, {"update": z, "reset": r}
 

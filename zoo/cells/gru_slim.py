@@ -63,7 +63,7 @@ class _GateVariantGRU(PreparedLoopLayer):
         assert isinstance(state, Tensor)
         prepared = self.prepared()
         r, z = self.gates(state, prepared)
-        n = torch.tanh(torch.addmm(p_t, r * state, prepared[0]))
+        n = torch.addmm(p_t, r * state, prepared[0]).tanh_()  # in place on a fresh tensor
         h = torch.lerp(n, state, z)  # (1 - z) * n + z * h
         return h, h, {"update": z.expand_as(h), "reset": r.expand_as(h)}
 
@@ -101,7 +101,7 @@ class GRU1(_GateVariantGRU):
 
     def gates(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         _, u_rz, b_rz = prepared
-        r, z = torch.sigmoid(torch.addmm(b_rz, h, u_rz)).chunk(2, dim=-1)
+        r, z = torch.addmm(b_rz, h, u_rz).sigmoid_().chunk(2, dim=-1)
         return r, z
 
 
@@ -134,7 +134,7 @@ class GRU2(_GateVariantGRU):
         return u_n.t(), u_rz.t()
 
     def gates(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        r, z = torch.sigmoid(torch.mm(h, prepared[1])).chunk(2, dim=-1)
+        r, z = torch.mm(h, prepared[1]).sigmoid_().chunk(2, dim=-1)
         return r, z
 
 

@@ -86,5 +86,5 @@ class IndRNN(PreparedLoopLayer):
     def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
         assert isinstance(state, Tensor)
         (u,) = self.prepared()
-        h = torch.relu(torch.addcmul(p_t, u, state))
+        h = torch.addcmul(p_t, u, state).relu_()  # in place on a fresh tensor
         return h, h
