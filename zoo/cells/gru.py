@@ -70,9 +70,9 @@ class GRUCho(PreparedLoopLayer):
 
     Weights use torch's layout and names (as ``torch.nn.GRUCell``): ``weight_ih`` ``[3H, I]`` and
     ``weight_hh`` ``[3H, H]`` with rows r, z, n; ``bias_ih`` (``b``) and ``bias_hh`` (``c``), ``[3H]`` each.
-    A ``torch.nn.GRU``'s ``weight_ih_l0``/``weight_hh_l0``/``bias_ih_l0``/``bias_hh_l0`` copy in one to one
-    (and compute the reset-after function there). ``c`` is kept for that one-to-one copy although in this
-    form every bias sits outside the reset product, so only ``b + c`` matters.
+    A ``torch.nn.GRU``'s ``weight_ih_l0``/``weight_hh_l0``/``bias_ih_l0``/``bias_hh_l0`` load one to one
+    (drop the ``_l0``); the loaded cell then computes the reset-before function with them. ``c`` is kept
+    for that copy although here every bias sits outside the reset product, so only ``b + c`` matters.
 
     Parameters: ``3(HI + H² + 2H)``. Gates inspected: update (z), reset (r).
     """
