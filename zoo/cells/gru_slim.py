@@ -55,14 +55,15 @@ class _GateVariantGRU(PreparedLoopLayer):
         """``W_n x + b_n`` for every step, ``[batch, time, H]``: the gates never see the input."""
         return nn.functional.linear(x, self.weight_ih, self.bias[-self.hidden_size :])
 
-    def gates(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        """``(r, z)`` from the previous state; each ``[batch, H]`` or, for constant gates, ``[H]``."""
+    def gate_values(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """``(r, z)`` from the previous state and :meth:`prepare`'s tensors (``U_n^T`` first), each
+        ``[batch, H]``, or ``[H]`` for constant gates."""
         raise NotImplementedError
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
         prepared = self.prepared()
-        r, z = self.gates(state, prepared)
+        r, z = self.gate_values(state, prepared)
         n = torch.addmm(p_t, r * state, prepared[0]).tanh_()  # in place on a fresh tensor
         h = torch.lerp(n, state, z)  # (1 - z) * n + z * h
         return h, h, {"update": z.expand_as(h), "reset": r.expand_as(h)}
@@ -99,7 +100,7 @@ class GRU1(_GateVariantGRU):
         u_rz, u_n = self.weight_hh.split([2 * h, h])
         return u_n.t(), u_rz.t(), self.bias[: 2 * h]
 
-    def gates(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def gate_values(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         _, u_rz, b_rz = prepared
         r, z = torch.addmm(b_rz, h, u_rz).sigmoid_().chunk(2, dim=-1)
         return r, z
@@ -133,7 +134,7 @@ class GRU2(_GateVariantGRU):
         u_rz, u_n = self.weight_hh.split([2 * h, h])
         return u_n.t(), u_rz.t()
 
-    def gates(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def gate_values(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         r, z = torch.mm(h, prepared[1]).sigmoid_().chunk(2, dim=-1)
         return r, z
 
@@ -165,5 +166,5 @@ class GRU3(_GateVariantGRU):
         r, z = torch.sigmoid(self.bias[: 2 * self.hidden_size]).chunk(2)
         return self.weight_hh.t(), r, z
 
-    def gates(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def gate_values(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         return prepared[1], prepared[2]
