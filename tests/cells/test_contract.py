@@ -35,6 +35,15 @@ def assert_state_close(a: State, b: State, **kw: float) -> None:
 TOL = {"atol": 1e-10, "rtol": 1e-10}
 
 
+def test_all_fourteen_builtin_cells_are_registered() -> None:
+    expected = {
+        "rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho", "gru1", "gru2", "gru3",
+        "mgu", "li_gru", "ln_gru", "min_gru", "min_lstm", "indrnn",
+    }  # fmt: skip
+    missing = expected - set(CELLS)
+    assert not missing, f"cells missing from the registry: {sorted(missing)}"
+
+
 @pytest.mark.parametrize("name", CELLS)
 def test_forward_equals_loop_of_steps(name: str) -> None:
     cell = make(name).eval()

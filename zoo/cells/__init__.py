@@ -4,7 +4,17 @@ Importing this package imports every family, so every built-in name exists, and 
 the ``rnn_zoo.cells`` entry points.
 """
 
-from zoo.cells import gru, light_gru, ln_gru, lstm, min_rnn, rnn  # noqa: F401  (registration happens on import)
+from zoo.cells import (  # noqa: F401  (registration happens on import)
+    gru,
+    gru_slim,
+    indrnn,
+    light_gru,
+    ln_gru,
+    lstm,
+    mgu,
+    min_rnn,
+    rnn,
+)
 from zoo.cells.base import Gates, LoopLayer, RecurrentLayer, State, detach_state
 from zoo.cells.registry import (
     CellSpec,

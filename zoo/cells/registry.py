@@ -15,8 +15,9 @@ import fnmatch
 import inspect
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from dataclasses import dataclass, replace
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 from typing import Any, TypeVar
 
 from zoo.cells.base import RecurrentLayer
@@ -167,7 +168,14 @@ def plugin_errors() -> dict[str, str]:
 
 
 def load_plugins(force: bool = False) -> None:
-    """Load cells from installed packages' ``rnn_zoo.cells`` entry points (once, unless ``force``)."""
+    """Load cells from installed packages' ``rnn_zoo.cells`` entry points (once, unless ``force``).
+
+    An entry point names a module (importing it registers its cells with :func:`register_cell`) or a
+    :class:`RecurrentLayer` subclass (registered under the entry point's name unless the class registered
+    itself). Cells a plugin adds get ``source="<distribution>:<entry point>"``. A plugin that raises, that
+    names anything else, or whose cell name is taken is skipped with a ``RuntimeWarning``, leaves no cell
+    behind, and is listed by :func:`plugin_errors`.
+    """
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED and not force:
         return
@@ -175,12 +183,12 @@ def load_plugins(force: bool = False) -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         source = f"{dist.name if dist is not None else 'plugin'}:{ep.name}"
+        before = set(_REGISTRY)
         try:
-            obj = ep.load()
-            is_layer = isinstance(obj, type) and issubclass(obj, RecurrentLayer)
-            if is_layer and (obj.cell_name is None or obj.cell_name not in _REGISTRY):
-                register_cell(ep.name, paper=obj.paper, source=source)(obj)
+            _load_entry_point(ep, source)
         except Exception as err:  # a broken plugin must not take the zoo down with it
+            for name in set(_REGISTRY) - before:
+                del _REGISTRY[name]
             _PLUGIN_ERRORS[ep.name] = f"{type(err).__name__}: {err}"
             warnings.warn(
                 f"rnn-zoo: cell plugin {ep.name!r} ({ep.value}) failed to load and was skipped: "
@@ -188,3 +196,22 @@ def load_plugins(force: bool = False) -> None:
                 RuntimeWarning,
                 stacklevel=2,
             )
+            continue
+        _PLUGIN_ERRORS.pop(ep.name, None)
+        for name in set(_REGISTRY) - before:
+            if _REGISTRY[name].source == "zoo":
+                _REGISTRY[name] = replace(_REGISTRY[name], source=source)
+
+
+def _load_entry_point(ep: EntryPoint, source: str) -> None:
+    obj = ep.load()
+    if isinstance(obj, type) and issubclass(obj, RecurrentLayer):
+        # a subclass of a registered cell inherits its cell_name: only the class itself counts as registered
+        own = _REGISTRY.get(obj.cell_name) if obj.cell_name is not None else None
+        if own is None or own.cls is not obj:
+            register_cell(ep.name, paper=obj.paper, source=source)(obj)
+    elif not isinstance(obj, ModuleType):
+        raise TypeError(
+            f"an {ENTRY_POINT_GROUP!r} entry point must name a module that registers cells or a "
+            f"RecurrentLayer subclass, got {obj!r}"
+        )
