@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import import_module, resources
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,7 @@ class ZooCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         try:
             check_encoder_cell(config)
-            check_data_files(config)
+            resolve_data_files(config)
         except ZooConfigError as err:
             parser.error(str(err))
         self._explicit = explicit_linked_values(config)
@@ -258,12 +258,13 @@ class ZooCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         note = ""
         try:
-            parser.instantiate_classes(config)
+            instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+            instantiate(config)
         except Exception as err:  # the config is still worth printing; say why sizes are missing
             note = f"# linked sizes not resolved: building the data module failed: {err}\n".replace(
                 "\n", "\n# "
             )
-        dump = yaml.safe_load(parser.dump(config, skip_none=False))
+        dump = yaml.safe_load(parser.dump(config))
         model_args = dump.get("model", {}).get("init_args", {})
         accepted = model_parameters(config)
         linked = {k: v for k, v in self._provided.items() if k in accepted}
@@ -314,35 +315,60 @@ def check_encoder_cell(config: Any) -> None:
             raise ZooConfigError(f"--model.encoder.cell: {err}") from None
 
 
-def _iter_data_files(value: Any, key: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str | os.PathLike):
-        yield key, str(value)
-    elif isinstance(value, dict) or hasattr(value, "items"):
-        for split, files in value.items():
-            yield from _iter_data_files(files, f"{key}.{split}")
-    elif isinstance(value, list | tuple):
-        for files in value:
-            yield from _iter_data_files(files, key)
+def _config_dirs(config: Any) -> list[Path]:
+    """Directories of the config files given with ``-c``, last first."""
+    files = config.get("config") or []
+    dirs = []
+    for file in reversed(files if isinstance(files, list) else [files]):
+        path = Path(getattr(file, "absolute", None) or os.fspath(file))
+        dirs.append(path.parent)
+    return dirs
 
 
-def check_data_files(config: Any) -> None:
-    """Fail early on a local data file that does not exist, naming the key and the path."""
+def _resolve(file: str, key: str, config_dirs: list[Path]) -> str:
+    """``file`` as given if it exists (or is not a local path), else beside a recipe, else an error."""
+    if any(m in file for m in _REMOTE_MARKERS) or Path(file).exists():
+        return file
+    if not Path(file).is_absolute():
+        for folder in config_dirs:
+            if (folder / file).exists():
+                return str(folder / file)
+    where = "" if Path(file).is_absolute() else f" (looked in the working directory {os.getcwd()}"
+    if where and config_dirs:
+        where += " and beside the config file"
+    where += ")" if where else ""
+    raise ZooConfigError(
+        f"{key}: data file not found: {file}{where}. Point --{key} at an existing file "
+        "(docs/recipes.md shows the local overrides for the bundled recipes)."
+    )
+
+
+def _resolve_files(value: Any, key: str, config_dirs: list[Path]) -> Any:
+    if isinstance(value, str):
+        return _resolve(value, key, config_dirs)
+    if isinstance(value, dict):
+        return {split: _resolve_files(v, f"{key}.{split}", config_dirs) for split, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_resolve_files(v, key, config_dirs) for v in value]
+    return value
+
+
+def resolve_data_files(config: Any) -> None:
+    """Check that local data files exist, naming the key and the path of any that does not.
+
+    A relative path that is not found in the working directory is looked up beside the ``-c`` config
+    files, so a recipe can ship its data next to itself (``recipes/forecast/``) and run from anywhere.
+    """
     data = config.get("data")
     init_args = data.get("init_args") if data is not None else None
     if init_args is None:
         return
-    candidates = list(_iter_data_files(init_args.get("data_files"), "data.data_files"))
+    dirs = _config_dirs(config)
+    if init_args.get("data_files") is not None:
+        init_args["data_files"] = _resolve_files(init_args["data_files"], "data.data_files", dirs)
     path = init_args.get("path")
     if isinstance(path, str) and path.lower().endswith(_FILE_SUFFIXES):
-        candidates.append(("data.path", path))
-    for key, file in candidates:
-        if any(m in file for m in _REMOTE_MARKERS) or Path(file).exists():
-            continue
-        where = "" if Path(file).is_absolute() else f" (relative to the working directory {os.getcwd()})"
-        raise ZooConfigError(
-            f"{key}: data file not found: {file}{where}. Point --{key} at an existing file "
-            "(docs/recipes.md shows the local overrides for the bundled recipes)."
-        )
+        init_args["path"] = _resolve(path, "data.path", dirs)
 
 
 def explicit_linked_values(config: Any) -> dict[str, Any]:
