@@ -222,6 +222,8 @@ class ZooCLI(LightningCLI):
         try:
             check_encoder_cell(config)
             resolve_data_files(config)
+            if self.subcommand in ("validate", "test", "predict"):
+                resolve_checkpoint_alias(config)
         except ZooConfigError as err:
             parser.error(str(err))
         self._explicit = explicit_linked_values(config)
@@ -369,6 +371,38 @@ def resolve_data_files(config: Any) -> None:
     path = init_args.get("path")
     if isinstance(path, str) and path.lower().endswith(_FILE_SUFFIXES):
         init_args["path"] = _resolve(path, "data.path", dirs)
+
+
+def resolve_checkpoint_alias(config: Any) -> None:
+    """Turn ``--ckpt_path best`` / ``last`` into a file of the latest run of this config.
+
+    Lightning resolves these names only inside the process that ran ``fit``; ``zoo test -c RECIPE
+    --ckpt_path best`` in a new process looks in the checkpoint folders the CLI writes
+    (``checkpoint.dirpath``, else ``<default_root_dir>/lightning_logs/version_N/checkpoints`` or
+    ``<default_root_dir>/checkpoints/version_N``), newest first.
+    """
+    alias = config.get("ckpt_path")
+    if alias not in ("best", "last"):
+        return
+    checkpoint = config.get("checkpoint")
+    dirpath = checkpoint.get("dirpath") if checkpoint is not None else None
+    root = Path(config.trainer.get("default_root_dir") or ".")
+    if dirpath:
+        folders = [Path(dirpath)]
+    else:
+        found = [*root.glob("lightning_logs/version_*/checkpoints"), *root.glob("checkpoints/version_*")]
+        folders = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in folders:
+        files = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        wanted = [f for f in files if f.name.startswith("last") == (alias == "last")]
+        if wanted:
+            config["ckpt_path"] = str(wanted[0])
+            return
+    where = dirpath or f"{root}/lightning_logs/version_*/checkpoints or {root}/checkpoints/version_*"
+    raise ZooConfigError(
+        f"--ckpt_path {alias}: no {alias} checkpoint found in {where}. Run `zoo fit` with the same config "
+        "first, or give the checkpoint's path."
+    )
 
 
 def explicit_linked_values(config: Any) -> dict[str, Any]:

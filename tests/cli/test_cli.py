@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,15 @@ def test_fit_links_data_sizes_and_adds_defaults(tmp_path: Path) -> None:
     assert config["seed_everything"] == 1234
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "lr-Adam" in header and "val_acc" in header
+    # a new process finds the run's best checkpoint by name
+    tested = run_zoo(
+        "test", *TOY_TEXT, *SMALL, "--data.num_classes_wanted", "5", "--ckpt_path", "best",
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert tested.returncode == 0, tested.output
+    assert "test_acc" in tested.stdout
+    assert re.search(r"checkpoints/epoch=\d-step=\d+\.ckpt", tested.output), tested.output[-2000:]
 
 
 @pytest.mark.slow
@@ -228,3 +238,11 @@ def test_linked_sizes_cover_the_interfaces() -> None:
         "num_features", "num_targets", "horizon", "target_mean", "target_std",
     }  # fmt: skip
     assert issubclass(ZooCLI, __import__("lightning.pytorch.cli", fromlist=["LightningCLI"]).LightningCLI)
+
+
+def test_ckpt_path_best_without_a_run_says_what_to_do(zoo_main, tmp_path: Path) -> None:
+    result = zoo_main(
+        "test", *TOY_TEXT, *SMALL, "--ckpt_path", "best", "--trainer.default_root_dir", str(tmp_path)
+    )
+    assert result.returncode != 0
+    assert "no best checkpoint found" in result.stderr and "zoo fit" in result.stderr
