@@ -14,8 +14,15 @@ import pytest
 from conftest import REPO
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without PYTHONPATH, which would put the source tree before the installed wheel."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONWARNINGS="ignore")
+    return env
+
+
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=cwd, env=env or _clean_env(), capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -53,8 +60,7 @@ def test_wheel_ships_the_recipes_and_runs_the_quickstart(tmp_path: Path) -> None
     )
     assert install.returncode == 0, install.stdout + install.stderr
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONWARNINGS="ignore")
+    env = _clean_env()
     zoo = str(venv / "bin" / "zoo")
     path = _run([zoo, "recipes", "path", "quickstart"], tmp_path, env)
     assert path.returncode == 0, path.stderr
