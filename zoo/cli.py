@@ -1,22 +1,572 @@
-"""The ``zoo`` command."""
+"""The ``zoo`` command: LightningCLI for every task and data module, plus ``zoo cells`` and ``zoo recipes``.
+
+``zoo fit -c recipe.yaml`` trains any ``LightningModule`` on any ``LightningDataModule`` named by
+``class_path`` (the zoo's tasks and data modules, or a user's own). The sizes the data decides (vocabulary,
+classes, tags, features, normalisation) are linked into the model when the classes are instantiated, so a
+recipe never types them; see :data:`LINKED_SIZES` and ``docs/cli.md``.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
+from collections.abc import Callable
+from importlib import import_module, resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+#: Attributes a data module may expose after ``__init__`` that are passed to the model's parameter of the
+#: same name. A link applies only when the data module has the attribute and the model takes the parameter.
+LINKED_SIZES = (
+    "vocab_size",
+    "num_classes",
+    "label_names",
+    "num_tags",
+    "tag_names",
+    "pad_id",
+    "num_features",
+    "num_targets",
+    "horizon",
+    "target_mean",
+    "target_std",
+)
+
+#: The metric the checkpoint callback keeps the best of, per task class name, when the recipe sets no
+#: ``checkpoint.monitor``. A model class may declare its own with a ``main_metric = ("val_x", "max")``
+#: class attribute. Anything else falls back to ``("val_loss", "min")``.
+MAIN_METRICS: dict[str, tuple[str, str]] = {
+    "SequenceClassifier": ("val_acc", "max"),
+    "TokenTagger": ("val_acc", "max"),
+    "LanguageModel": ("val_ppl", "min"),
+    "Forecaster": ("val_mae", "min"),
+}
+
+DEFAULT_SEED = 1234
+
+#: Values of a ``data_files`` entry that are not local paths and so are not checked for existence.
+_REMOTE_MARKERS = ("://", "*", "?", "[")
+_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".conllu", ".arrow")
+
+
+class ZooConfigError(Exception):
+    """A recipe or command line that cannot work; the message says what to change."""
+
+
+def main_metric(model_class: type) -> tuple[str, str]:
+    """The ``(metric, mode)`` the checkpoint callback monitors by default for ``model_class``."""
+    declared = getattr(model_class, "main_metric", None)
+    if isinstance(declared, str):
+        return declared, "min" if declared.endswith(("loss", "ppl", "mae", "rmse")) else "max"
+    if isinstance(declared, tuple | list) and len(declared) == 2:
+        return str(declared[0]), str(declared[1])
+    for cls in model_class.__mro__:
+        if cls.__name__ in MAIN_METRICS:
+            return MAIN_METRICS[cls.__name__]
+    return "val_loss", "min"
+
+
+class ZooCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that keeps the best and the last checkpoint in an explicit directory.
+
+    Defaults differ from Lightning's: ``save_last=True`` and ``save_top_k=1``; ``monitor=None`` means the
+    model's main validation metric (:func:`main_metric`), resolved when training starts; ``dirpath=None``
+    means ``<log_dir>/checkpoints`` for a logger that writes to a local directory (CSV, TensorBoard), else
+    ``<default_root_dir>/checkpoints/version_N`` (the next free N, chosen on rank 0). The directory never
+    depends on a logger's experiment or run id, which would scatter checkpoints over the working directory.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        filename: str | None = None,
+        monitor: str | None = None,
+        mode: str | None = None,
+        save_last: bool = True,
+        save_top_k: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        self._auto_monitor = monitor is None
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=monitor,
+            mode=mode or "min",
+            save_last=save_last,
+            save_top_k=save_top_k,
+            **kwargs,
+        )
+        self._mode_given = mode is not None
+
+    def _use_monitor(self, monitor: str, mode: str) -> None:
+        import torch
+
+        self.monitor = monitor
+        self.mode = mode
+        self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._auto_monitor and self.monitor is None:
+            monitor, mode = main_metric(type(pl_module))
+            self._use_monitor(monitor, self.mode if self._mode_given else mode)
+        if self.dirpath is None:
+            self.dirpath = trainer.strategy.broadcast(default_checkpoint_dir(trainer))
+        super().setup(trainer, pl_module, stage)
+
+
+def default_checkpoint_dir(trainer: Trainer) -> str:
+    """``<log_dir>/checkpoints`` when the first logger writes to a local directory, else a fresh
+    ``<default_root_dir>/checkpoints/version_N``."""
+    log_dir = getattr(trainer.logger, "log_dir", None) if trainer.loggers else None
+    if isinstance(log_dir, str) and "://" not in log_dir:
+        return os.path.join(log_dir, "checkpoints")
+    root = Path(trainer.default_root_dir) / "checkpoints"
+    taken = {p.name for p in root.glob("version_*")} if root.is_dir() else set()
+    n = 0
+    while f"version_{n}" in taken:
+        n += 1
+    return str(root / f"version_{n}")
+
+
+def default_logger(save_dir: str) -> Logger:
+    """The logger a run gets when the recipe sets none (``trainer.logger: false`` turns logging off)."""
+    return CSVLogger(save_dir=save_dir, name="lightning_logs")
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI in subclass mode for models and data, with linked sizes and the zoo's defaults.
+
+    Args:
+        args: command-line arguments (``sys.argv[1:]`` when ``None``).
+        print_linked: parse, build the data module, print the resolved config with the linked sizes
+            filled in, and stop (what ``--print_config`` does through :func:`main`).
+        **kwargs: passed to :class:`~lightning.pytorch.cli.LightningCLI`.
+    """
+
+    def __init__(self, args: list[str] | None = None, print_linked: bool = False, **kwargs: Any) -> None:
+        self._print_linked = print_linked
+        self._provided: dict[str, Any] = {}
+        kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault(
+            "parser_kwargs",
+            {
+                "prog": "zoo",
+                "description": (
+                    "Train and evaluate rnn-zoo models from YAML recipes. Also: `zoo cells` lists the "
+                    "registered cells, `zoo recipes` the bundled recipes (`zoo recipes path NAME` gives a "
+                    "path for -c)."
+                ),
+            },
+        )
+        super().__init__(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            **kwargs,
+        )
+
+    # -- parser ---------------------------------------------------------------------------------------
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # jsonargparse (>= 4.28) skips a link whose source attribute the chosen data class lacks and one
+        # whose target parameter the chosen model class lacks, so one link per size serves every
+        # task/data pair. The compute function records what the data provided, for the checks below and
+        # for --print_config; it runs just before the model is built.
+        for name in LINKED_SIZES:
+            parser.link_arguments(
+                f"data.{name}",
+                f"model.init_args.{name}",
+                compute_fn=self._recorder(name),
+                apply_on="instantiate",
+            )
+        parser.add_lightning_class_args(ZooCheckpoint, "checkpoint")
+
+    def _recorder(self, name: str) -> Callable[[Any], Any]:
+        def linked(value: Any) -> Any:
+            self._provided[name] = value
+            return value
+
+        linked.__name__ = f"linked_{name}"
+        return linked
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if not self._print_linked:
+            super().parse_arguments(parser, args)
+            return
+        # Parse strictly; if that fails (e.g. `zoo fit --print_config` with no model yet), let
+        # jsonargparse's own --print_config print the template, as it does without a config.
+        try:
+            parser.exit_on_error = False
+            self.config = parser.parse_args(args)
+        except Exception:
+            parser.exit_on_error = True
+            super().parse_arguments(parser, [*args, "--print_config"])
+        finally:
+            parser.exit_on_error = True
+
+    # -- checks before anything is built --------------------------------------------------------------
+    def _sub_config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        config = self._sub_config()
+        parser = self._parser(self.subcommand)
+        try:
+            check_encoder_cell(config)
+            resolve_data_files(config)
+            if self.subcommand in ("validate", "test", "predict"):
+                resolve_checkpoint_alias(config)
+        except ZooConfigError as err:
+            parser.error(str(err))
+        self._explicit = explicit_linked_values(config)
+
+    # -- instantiation --------------------------------------------------------------------------------
+    def instantiate_classes(self) -> None:
+        config = self._sub_config()
+        if self._print_linked:
+            self._print_resolved_config(config)
+            raise SystemExit(0)
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            hint = missing_sizes_hint(config, self._provided)
+            if hint:
+                raise ZooConfigError(f"{hint}\n(the model failed with: {err})") from err
+            raise
+        check_conflicts(self._explicit, self._provided)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        logger = trainer_config.get("logger")
+        if (logger is None or logger is True) and "logger" not in kwargs:
+            kwargs["logger"] = default_logger(trainer_config.get("default_root_dir") or os.getcwd())
+        trainer = super().instantiate_trainer(**kwargs)
+        callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
+        has_monitor = any(isinstance(c, LearningRateMonitor) for c in callbacks)
+        if trainer.loggers and not has_monitor:
+            # LearningRateMonitor raises without a logger, so it is only added when there is one.
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        return trainer
+
+    def _print_resolved_config(self, config: Any) -> None:
+        parser = self._parser(self.subcommand)
+        note = ""
+        try:
+            instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+            instantiate(config)
+        except Exception as err:  # the config is still worth printing; say why sizes are missing
+            note = f"# linked sizes not resolved: building the data module failed: {err}\n".replace(
+                "\n", "\n# "
+            )
+        dump = yaml.safe_load(parser.dump(config))
+        model_args = dump.get("model", {}).get("init_args", {})
+        accepted = model_parameters(config)
+        linked = {k: v for k, v in self._provided.items() if k in accepted}
+        model_args.update(linked)
+        header = ""
+        if linked:
+            header = (
+                "# model."
+                + ", model.".join(linked)
+                + " were linked from the data module; a config may repeat them only with the same value.\n"
+            )
+        sys.stdout.write(header + note.rstrip("# ") + yaml.safe_dump(dump, sort_keys=False))
+
+
+# -- checks -------------------------------------------------------------------------------------------
+def _class_of(section: Any) -> type | None:
+    class_path = getattr(section, "class_path", None) if section is not None else None
+    if not isinstance(class_path, str):
+        return None
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def model_parameters(config: Any) -> dict[str, inspect.Parameter]:
+    """The ``__init__`` parameters of the configured model class (empty if it cannot be imported)."""
+    cls = _class_of(config.get("model"))
+    if cls is None:
+        return {}
+    return dict(inspect.signature(cls).parameters)
+
+
+def check_encoder_cell(config: Any) -> None:
+    """Fail early, before any data is loaded, on an unknown ``model.init_args.encoder.cell``."""
+    from zoo.cells import get_cell_spec
+
+    model = config.get("model")
+    encoder = model.get("init_args", {}).get("encoder") if model is not None else None
+    cell = (
+        getattr(encoder, "cell", None) if encoder is not None and not hasattr(encoder, "class_path") else None
+    )
+    if isinstance(cell, str):
+        try:
+            get_cell_spec(cell)
+        except ValueError as err:
+            raise ZooConfigError(f"--model.encoder.cell: {err}") from None
+
+
+def _config_dirs(config: Any) -> list[Path]:
+    """Directories of the config files given with ``-c``, last first."""
+    files = config.get("config") or []
+    dirs = []
+    for file in reversed(files if isinstance(files, list) else [files]):
+        path = Path(getattr(file, "absolute", None) or os.fspath(file))
+        dirs.append(path.parent)
+    return dirs
+
+
+def _resolve(file: str, key: str, config_dirs: list[Path]) -> str:
+    """``file`` as given if it exists (or is not a local path), else beside a recipe, else an error."""
+    if any(m in file for m in _REMOTE_MARKERS) or Path(file).exists():
+        return file
+    if not Path(file).is_absolute():
+        for folder in config_dirs:
+            if (folder / file).exists():
+                return str(folder / file)
+    where = "" if Path(file).is_absolute() else f" (looked in the working directory {os.getcwd()}"
+    if where and config_dirs:
+        where += " and beside the config file"
+    where += ")" if where else ""
+    raise ZooConfigError(
+        f"{key}: data file not found: {file}{where}. Point --{key} at an existing file "
+        "(docs/recipes.md shows the local overrides for the bundled recipes)."
+    )
+
+
+def _resolve_files(value: Any, key: str, config_dirs: list[Path]) -> Any:
+    if isinstance(value, str):
+        return _resolve(value, key, config_dirs)
+    if isinstance(value, dict):
+        return {split: _resolve_files(v, f"{key}.{split}", config_dirs) for split, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_resolve_files(v, key, config_dirs) for v in value]
+    return value
+
+
+def resolve_data_files(config: Any) -> None:
+    """Check that local data files exist, naming the key and the path of any that does not.
+
+    A relative path that is not found in the working directory is looked up beside the ``-c`` config
+    files, so a recipe can ship its data next to itself (``recipes/forecast/``) and run from anywhere.
+    """
+    data = config.get("data")
+    init_args = data.get("init_args") if data is not None else None
+    if init_args is None:
+        return
+    dirs = _config_dirs(config)
+    if init_args.get("data_files") is not None:
+        init_args["data_files"] = _resolve_files(init_args["data_files"], "data.data_files", dirs)
+    path = init_args.get("path")
+    if isinstance(path, str) and path.lower().endswith(_FILE_SUFFIXES):
+        init_args["path"] = _resolve(path, "data.path", dirs)
+
+
+def resolve_checkpoint_alias(config: Any) -> None:
+    """Turn ``--ckpt_path best`` / ``last`` into a file of the latest run of this config.
+
+    Lightning resolves these names only inside the process that ran ``fit``; ``zoo test -c RECIPE
+    --ckpt_path best`` in a new process looks in the checkpoint folders the CLI writes
+    (``checkpoint.dirpath``, else ``<default_root_dir>/lightning_logs/version_N/checkpoints`` or
+    ``<default_root_dir>/checkpoints/version_N``), newest first.
+    """
+    alias = config.get("ckpt_path")
+    if alias not in ("best", "last"):
+        return
+    checkpoint = config.get("checkpoint")
+    dirpath = checkpoint.get("dirpath") if checkpoint is not None else None
+    root = Path(config.trainer.get("default_root_dir") or ".")
+    if dirpath:
+        folders = [Path(dirpath)]
+    else:
+        found = [*root.glob("lightning_logs/version_*/checkpoints"), *root.glob("checkpoints/version_*")]
+        folders = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in folders:
+        files = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        wanted = [f for f in files if f.name.startswith("last") == (alias == "last")]
+        if wanted:
+            config["ckpt_path"] = str(wanted[0])
+            return
+    where = dirpath or f"{root}/lightning_logs/version_*/checkpoints or {root}/checkpoints/version_*"
+    raise ZooConfigError(
+        f"--ckpt_path {alias}: no {alias} checkpoint found in {where}. Run `zoo fit` with the same config "
+        "first, or give the checkpoint's path."
+    )
+
+
+def explicit_linked_values(config: Any) -> dict[str, Any]:
+    """Linked sizes the config sets to something other than the model's default."""
+    params = model_parameters(config)
+    model = config.get("model")
+    init_args = model.get("init_args", {}) if model is not None else {}
+    explicit = {}
+    for name in LINKED_SIZES:
+        if name not in params or name not in init_args:
+            continue
+        value, default = init_args[name], params[name].default
+        if value is not None and (default is inspect.Parameter.empty or value != default):
+            explicit[name] = value
+    return explicit
+
+
+def check_conflicts(explicit: dict[str, Any], provided: dict[str, Any]) -> None:
+    """A size typed in the config must agree with the data module's (the link wins otherwise)."""
+    clashes = [
+        f"model.{k}={v!r} but the data module has {k}={provided[k]!r}"
+        for k, v in explicit.items()
+        if k in provided and provided[k] != v
+    ]
+    if clashes:
+        raise ZooConfigError(
+            "sizes are linked from the data module and must not be set differently in the config: "
+            + "; ".join(clashes)
+            + ". Remove them from the recipe."
+        )
+
+
+def missing_sizes_hint(config: Any, provided: dict[str, Any]) -> str:
+    """Explain a model that failed to build because the data module lacks sizes it requires."""
+    params = model_parameters(config)
+    init_args = config.model.get("init_args", {})
+    missing = [
+        name
+        for name in LINKED_SIZES
+        if name in params
+        and name not in provided
+        and init_args.get(name) is None
+        and params[name].default in (inspect.Parameter.empty, None)
+    ]
+    if not missing:
+        return ""
+    data = config.get("data")
+    data_name = getattr(data, "class_path", "the data module")
+    model_name = config.model.class_path
+    return (
+        f"{model_name} needs {', '.join(missing)} from the data module, but {data_name} does not provide "
+        f"{'it' if len(missing) == 1 else 'them'}. Use a data module made for this task, or set "
+        + " ".join(f"--model.{m}" for m in missing)
+        + "."
+    )
+
+
+# -- extra commands -----------------------------------------------------------------------------------
+def recipes_root() -> Path:
+    """The directory of the bundled recipes (inside the installed package)."""
+    return Path(str(resources.files("zoo") / "recipes"))
+
+
+def list_recipes() -> dict[str, Path]:
+    """Recipe name (``quickstart``, ``lm/ptb-gru``) -> file, sorted by name."""
+    root = recipes_root()
+    return {p.relative_to(root).with_suffix("").as_posix(): p for p in sorted(root.rglob("*.yaml"))}
+
+
+def recipe_purpose(path: Path) -> str:
+    """The first line of a recipe's header comment that is not a command."""
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and not text.startswith(("zoo ", "$ ")):
+            return text
+    return ""
+
+
+def find_recipe(name: str) -> Path:
+    """The file of recipe ``name``; an unknown name raises ``ZooConfigError`` listing the valid ones."""
+    recipes = list_recipes()
+    key = name.removesuffix(".yaml")
+    if key not in recipes:
+        raise ZooConfigError(f"unknown recipe {name!r}. Valid recipes: {', '.join(recipes)}.")
+    return recipes[key]
+
+
+def _recipes_command(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="zoo recipes", description="The bundled training recipes.")
+    parser.add_argument("action", nargs="?", choices=["list", "show", "path"], default="list")
+    parser.add_argument("name", nargs="?", help="recipe name, e.g. quickstart or lm/ptb-gru")
+    ns = parser.parse_args(args)
+    if ns.action == "list":
+        recipes = list_recipes()
+        width = max((len(n) for n in recipes), default=0)
+        for name, path in recipes.items():
+            print(f"{name:{width}s}  {recipe_purpose(path)}")
+        print('\nRun one with: zoo fit -c "$(zoo recipes path NAME)"')
+        return 0
+    if ns.name is None:
+        parser.error(f"`zoo recipes {ns.action}` needs a recipe NAME (see `zoo recipes`)")
+    path = find_recipe(ns.name)
+    print(path.read_text() if ns.action == "show" else path, end="" if ns.action == "show" else "\n")
+    return 0
+
+
+def _cells_command(args: list[str]) -> int:
+    import argparse
+
+    from zoo.cells import build_cell, get_cell_spec, list_cells
+
+    parser = argparse.ArgumentParser(prog="zoo cells", description="The registered recurrent cells.")
+    parser.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'gru*'")
+    parser.add_argument("--input-size", type=int, default=128, help="input features (for the count)")
+    parser.add_argument("--hidden-size", type=int, default=128, help="hidden size (for the count)")
+    ns = parser.parse_args(args)
+    rows = [("name", "parameters", "fused", "parallel", "paper")]
+    for name in list_cells(ns.pattern):
+        spec = get_cell_spec(name)
+        layer = build_cell(name, ns.input_size, ns.hidden_size)
+        count = sum(p.numel() for p in layer.parameters())
+        rows.append(
+            (name, f"{count:,}", "yes" if spec.fused else "", "yes" if spec.parallel else "", spec.paper)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        cells = [
+            f"{c:>{w}s}" if i == 1 else f"{c:{w}s}"
+            for i, (c, w) in enumerate(zip(row[:4], widths, strict=True))
+        ]
+        print("  ".join([*cells, row[4]]))
+    size = f"input_size={ns.input_size}, hidden_size={ns.hidden_size}"
+    print(f"\nparameters of one layer, one direction, at {size}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``zoo`` console script."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["cells"]:
-        from zoo.cells import get_cell_spec, list_cells
-
-        for name in list_cells():
-            spec = get_cell_spec(name)
-            print(f"{name:10s} fused={spec.fused!s:5s} parallel={spec.parallel!s:5s} {spec.paper}")
-        return 0
-    print("usage: zoo cells", file=sys.stderr)
-    return 2
+    """Entry point of the ``zoo`` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["cells"]:
+            return _cells_command(args[1:])
+        if args[:1] == ["recipes"]:
+            return _recipes_command(args[1:])
+        print_linked = "--print_config" in args
+        if print_linked:
+            args.remove("--print_config")
+        # LightningCLI warns when given args while sys.argv holds arguments too; they are the same here.
+        saved_argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            ZooCLI(args=args, print_linked=print_linked)
+        finally:
+            sys.argv = saved_argv
+    except ZooConfigError as err:
+        print(f"zoo: error: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":
