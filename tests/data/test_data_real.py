@@ -32,7 +32,10 @@ def test_ptb_vocabulary_and_token_count(ptb: LanguageModelingData) -> None:
     stream = ptb.streams["train"]
     assert stream.numel() == 929_589, "887,521 words + one <eos> per line (42,068 lines)"
     assert int(stream.unique().numel()) == 10_000, "9,999 word types + <eos>"
-    assert ptb.vocab_size == 10_001  # the 10,000 types and <pad>
+    # ids 0..10,001: the 10,000 types, <pad> and <eos>; PTB's literal <unk> word takes the place of the
+    # special <unk>, whose id stays unused
+    assert ptb.vocab_size == 10_002
+    assert int(stream.max()) < ptb.vocab_size, "every id must fit the embedding the model builds"
     assert int((stream == ptb.eos_id).sum()) == 42_068
     assert ptb.tokenizer.token_to_id("<unk>") in set(stream[:200].tolist()), "PTB's own <unk> is our <unk>"
     assert int((ptb.streams["validation"] == ptb.tokenizer.token_to_id("<unk>")).sum()) > 0

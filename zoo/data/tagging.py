@@ -14,7 +14,7 @@ from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_
 from zoo.data.encoding import EncodeWords, datasets_cache, find_pad_id, tokenizer_for
 from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
 from zoo.data.text import _SPLIT_OF_STAGE, padded_loader
-from zoo.data.tokenizers import UNK, TokenizerKind
+from zoo.data.tokenizers import UNK, TokenizerKind, id_space_size
 
 
 def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[str] | None) -> list[str]:
@@ -188,7 +188,7 @@ class TokenTaggingData(L.LightningDataModule):
             max_vocab_size=max_vocab_size,
             words=True,
         )
-        self.vocab_size = self.tokenizer.get_vocab_size()
+        self.vocab_size = id_space_size(self.tokenizer)
         self.pad_id = find_pad_id(self.tokenizer)
         unk = self.tokenizer.token_to_id(UNK)
         self.unk_id = int(unk) if unk is not None else self.pad_id

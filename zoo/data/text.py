@@ -25,7 +25,7 @@ from zoo.data.batching import (
 )
 from zoo.data.encoding import EncodeText, datasets_cache, find_pad_id, flat_ids, tokenizer_for
 from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
-from zoo.data.tokenizers import EOS, TokenizerKind, require_tokens
+from zoo.data.tokenizers import EOS, TokenizerKind, id_space_size, require_tokens
 
 _SPLIT_OF_STAGE = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
 
@@ -197,7 +197,7 @@ class TextClassificationData(L.LightningDataModule):
             max_vocab_size=max_vocab_size,
             data_key=data_key,
         )
-        self.vocab_size = self.tokenizer.get_vocab_size()
+        self.vocab_size = id_space_size(self.tokenizer)
         self.pad_id = find_pad_id(self.tokenizer)
         self.text_column, self.label_column, self.max_length = text_column, label_column, max_length
         self.batch_size, self.bucket, self.seed = batch_size, bucket, seed
@@ -369,7 +369,7 @@ class LanguageModelingData(L.LightningDataModule):
             max_vocab_size=max_vocab_size,
             eos=eos,
         )
-        self.vocab_size = self.tokenizer.get_vocab_size()
+        self.vocab_size = id_space_size(self.tokenizer)
         self.pad_id = find_pad_id(self.tokenizer)
         self.bos_id: int | None = None
         self.eos_id: int | None = require_tokens(self.tokenizer, [EOS])[0] if add_eos else None

@@ -102,6 +102,16 @@ def train_tokenizer(
     return plain(tok)
 
 
+def id_space_size(tok: Tokenizer) -> int:
+    """Rows an embedding needs for ``tok``: the largest id plus one.
+
+    Not ``get_vocab_size()``: when a corpus contains a special token's text as a word (PTB writes
+    ``<unk>`` literally), the word-level trainer gives the word a new id and leaves the special's id
+    unused, so ids are not contiguous and the largest id equals the vocabulary size.
+    """
+    return max(tok.get_vocab(with_added_tokens=True).values()) + 1
+
+
 def plain(tok: Tokenizer) -> Tokenizer:
     """Switch off padding and truncation (they are stored in ``tokenizer.json``); collate pads instead."""
     tok.no_padding()
