@@ -166,22 +166,27 @@ class _GRUResetAfter(torch.autograd.Function):
         hid = three_h // 3
         hs = gi.new_empty(time + 1, batch, hid)
         hs[0] = h0
-        gh = gi.new_empty(time, batch, three_h)  # U h + c, per step (its n block is needed backward)
+        # gh[t] = [gi_rz + U_rz h + c_rz | U_n h + c_n]: the biases (and gi_rz) are written for all
+        # steps at once, so each step is an in-place addmm (its n block is needed backward)
+        gh = gi.new_empty(time, batch, three_h)
+        if bias_hh is not None:
+            torch.add(gi_tm[..., : 2 * hid], bias_hh[: 2 * hid], out=gh[..., : 2 * hid])
+            gh[..., 2 * hid :] = bias_hh[2 * hid :]
+        else:
+            gh[..., : 2 * hid] = gi_tm[..., : 2 * hid]
+            gh[..., 2 * hid :] = 0
         rz = gi.new_empty(time, batch, 2 * hid)
         n = gi.new_empty(time, batch, hid)
         u_t = weight_hh.t()
-        c = bias_hh if bias_hh is not None else gi.new_zeros(three_h)
-        gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         gi_n = gi_tm[..., 2 * hid :].unbind(0)
         gh_l, rz_l, n_l, hs_l = gh.unbind(0), rz.unbind(0), n.unbind(0), hs.unbind(0)
         masks = mask_tm.unbind(0) if mask_tm is not None else None
         for t in range(time):
             h = hs_l[t]
             g = gh_l[t]
-            torch.addmm(c, h, u_t, out=g)
+            g.addmm_(h, u_t)
             a = rz_l[t]
-            torch.add(gi_rz[t], g[:, : 2 * hid], out=a)
-            a.sigmoid_()
+            torch.sigmoid(g[:, : 2 * hid], out=a)
             nt = n_l[t]
             torch.addcmul(gi_n[t], a[:, :hid], g[:, 2 * hid :], out=nt)
             nt.tanh_()
@@ -322,7 +327,8 @@ def _gate_input(gi_g: Tensor | None, bias: Tensor | None, like: Tensor, rows: in
     if gi_g is None:
         base = like.new_zeros(rows) if bias is None else bias
         return base.expand(time, batch, rows).contiguous()
-    return gi_g + bias if bias is not None else gi_g.contiguous()
+    # always a fresh tensor: the loops accumulate into it in place
+    return gi_g + bias if bias is not None else gi_g.clone(memory_format=torch.contiguous_format)
 
 
 class _GRUResetBefore(torch.autograd.Function):
@@ -345,7 +351,7 @@ class _GRUResetBefore(torch.autograd.Function):
         hid = h0.size(1)
         gates_in = width == 3 * hid
         gi_n = gi_tm[..., 2 * hid :] if gates_in else gi_tm
-        gin = gi_n + bias_n if bias_n is not None else gi_n.contiguous()
+        n = _gate_input(gi_n, bias_n, gi_tm, hid)  # each step adds (r h) U_n^T in place
         # gates' input side for every step at once; constant gates (gru3) are finished here too
         rz = _gate_input(gi_tm[..., : 2 * hid] if gates_in else None, bias_gates, gi_tm, 2 * hid)
         recurrent_gates = weight_gates is not None
@@ -354,10 +360,9 @@ class _GRUResetBefore(torch.autograd.Function):
         hs = gi.new_empty(time + 1, batch, hid)
         hs[0] = h0
         rh = gi.new_empty(time, batch, hid)
-        n = gi.new_empty(time, batch, hid)
         un_t = weight_n.t()
         ug_t = weight_gates.t() if weight_gates is not None else None
-        rz_l, rh_l, n_l, hs_l, gin_l = rz.unbind(0), rh.unbind(0), n.unbind(0), hs.unbind(0), gin.unbind(0)
+        rz_l, rh_l, n_l, hs_l = rz.unbind(0), rh.unbind(0), n.unbind(0), hs.unbind(0)
         masks = mask_tm.unbind(0) if mask_tm is not None else None
         for t in range(time):
             h = hs_l[t]
@@ -367,7 +372,7 @@ class _GRUResetBefore(torch.autograd.Function):
                 a.sigmoid_()
             torch.mul(a[:, :hid], h, out=rh_l[t])
             nt = n_l[t]
-            torch.addmm(gin_l[t], rh_l[t], un_t, out=nt)
+            nt.addmm_(rh_l[t], un_t)
             nt.tanh_()
             torch.lerp(nt, h, a[:, hid:], out=hs_l[t + 1])
             if masks is not None:
@@ -535,13 +540,12 @@ class _MGU(torch.autograd.Function):
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
         f = _gate_input(gi_tm[..., :hid], bias_f, gi_tm, hid)
-        gih = _gate_input(gi_tm[..., hid:], bias_h, gi_tm, hid)
+        n = _gate_input(gi_tm[..., hid:], bias_h, gi_tm, hid)
         hs = gi.new_empty(time + 1, batch, hid)
         hs[0] = h0
         fh = gi.new_empty(time, batch, hid)
-        n = gi.new_empty(time, batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
-        f_l, fh_l, n_l, hs_l, gih_l = f.unbind(0), fh.unbind(0), n.unbind(0), hs.unbind(0), gih.unbind(0)
+        f_l, fh_l, n_l, hs_l = f.unbind(0), fh.unbind(0), n.unbind(0), hs.unbind(0)
         masks = mask_tm.unbind(0) if mask_tm is not None else None
         for t in range(time):
             h = hs_l[t]
@@ -550,7 +554,7 @@ class _MGU(torch.autograd.Function):
             ft.sigmoid_()
             torch.mul(ft, h, out=fh_l[t])
             nt = n_l[t]
-            torch.addmm(gih_l[t], fh_l[t], uh_t, out=nt)
+            nt.addmm_(fh_l[t], uh_t)
             nt.tanh_()
             torch.lerp(h, nt, ft, out=hs_l[t + 1])  # (1 - f) h + f h~
             if masks is not None:
