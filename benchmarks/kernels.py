@@ -134,9 +134,15 @@ def build_cases(seq_len: int) -> dict[str, Step]:
 
 
 def measure(
-    cases: dict[str, Step], repeats: int, warmup: int, baseline: str = "nn.GRU"
+    cases: dict[str, Step], repeats: int, warmup: int, baseline: str = "nn.GRU", clock: str = "wall"
 ) -> dict[str, dict[str, float]]:
-    """Round-robin timing; returns ``{name: {"ms": median ms, "ratio": median ratio to baseline}}``."""
+    """Round-robin timing; returns ``{name: {"ms": median ms, "ratio": median ratio to baseline}}``.
+
+    ``clock="cpu"`` times the process's CPU time instead of the wall clock: on a shared, oversubscribed
+    machine it leaves out the time the process waited for a core (exact for one thread; with more
+    threads it also counts their spinning).
+    """
+    now = time.process_time if clock == "cpu" else time.perf_counter
     names = list(cases)
     for _ in range(warmup):
         for n in names:
@@ -144,9 +150,9 @@ def measure(
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(repeats):
         for n in names:
-            t0 = time.perf_counter()
+            t0 = now()
             cases[n]()
-            times[n].append(time.perf_counter() - t0)
+            times[n].append(now() - t0)
     base = times[baseline]
     return {
         n: {
@@ -174,16 +180,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="+", help="variants to run (nn.GRU always runs as the baseline)")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="wall clock or process CPU time"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    print(f"machine: {machine()}; batch {B}, input {I}, hidden {H}, float32, forward+backward\n")
+    print(
+        f"machine: {machine()}; batch {B}, input {I}, hidden {H}, float32, forward+backward, {args.clock} clock\n"
+    )
     for seq_len in args.T:
         cases = build_cases(seq_len)
         if args.only:
             cases = {n: f for n, f in cases.items() if n == "nn.GRU" or n in args.only}
-        results[str(seq_len)] = measure(cases, args.repeats, args.warmup)
+        results[str(seq_len)] = measure(cases, args.repeats, args.warmup, clock=args.clock)
     names = list(next(iter(results.values())))
     header = "| variant | " + " | ".join(f"T={t} ms | T={t} x nn.GRU" for t in results) + " |"
     print(header)
@@ -194,7 +205,16 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"machine": machine(), "batch": B, "input": I, "hidden": H, "results": results}, f, indent=1
+                {
+                    "machine": machine(),
+                    "clock": args.clock,
+                    "batch": B,
+                    "input": I,
+                    "hidden": H,
+                    "results": results,
+                },
+                f,
+                indent=1,
             )
 
 
