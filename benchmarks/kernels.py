@@ -188,7 +188,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: dict[str, dict[str, dict[str, float]]] = {}
     print(
-        f"machine: {machine()}; batch {B}, input {I}, hidden {H}, float32, forward+backward, {args.clock} clock\n"
+        f"machine: {machine()}; batch {B}, input {I}, hidden {H}, float32, forward+backward, "
+        f"{args.clock} clock\n"
     )
     for seq_len in args.T:
         cases = build_cases(seq_len)
