@@ -163,6 +163,16 @@ def measure(
     }
 
 
+def profile(cases: dict[str, Step], names: list[str], rows: int = 12) -> None:
+    """Print the ops taking the most self CPU time in one forward+backward of each variant."""
+    for name in names:
+        cases[name]()  # warm-up
+        with torch.profiler.profile() as prof:
+            cases[name]()
+        print(f"\n### {name}\n")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
@@ -184,8 +194,14 @@ def main() -> None:
         "--clock", choices=["wall", "cpu"], default="wall", help="wall clock or process CPU time"
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--profile", nargs="+", help="instead of timing: torch.profiler top ops of these variants"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.profile:
+        profile(build_cases(args.T[0]), args.profile)
+        return
     results: dict[str, dict[str, dict[str, float]]] = {}
     print(
         f"machine: {machine()}; batch {B}, input {I}, hidden {H}, float32, forward+backward, "
