@@ -850,8 +850,8 @@ def linear_recurrence_loop(
     assert a_tm is not None and b_tm is not None
     h = torch.zeros_like(b_tm[0]) if h0 is None else h0
     outs = []
-    for t in range(b_tm.size(0)):
-        new = a_tm[t] * h + b_tm[t]
+    for t, (a_t, b_t) in enumerate(zip(a_tm.unbind(0), b_tm.unbind(0), strict=True)):
+        new = a_t * h + b_t
         if mask_tm is not None:
             new = torch.where(mask_tm[t], new, h)
             outs.append(new * mask_tm[t])
