@@ -32,6 +32,7 @@ SHAPES: dict[str, tuple[int, int]] = {
     "mgu": (2, 2),
     "indrnn": (1, 0),
     "min_gru": (2, 0),
+    "min_gru_fused": (2, 0),
     "min_gru_scan": (2, 0),
 }
 

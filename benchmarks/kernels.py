@@ -112,6 +112,10 @@ def build_cases(seq_len: int) -> dict[str, Step]:
         z = torch.sigmoid(k)
         _backward(*K.linear_recurrence(1 - z, z * hh, h0))
 
+    def min_gru_fused() -> None:
+        k, hh = nn.functional.linear(x, w2, b2).chunk(2, -1)
+        _backward(*K.min_gru(k, hh, h0))
+
     def min_gru_scan() -> None:
         _backward(*_min_gru_scan(x, w2, b2))
 
@@ -129,6 +133,7 @@ def build_cases(seq_len: int) -> dict[str, Step]:
     ]:
         cases[name] = fn
         cases[name + "_loop"] = _loop(fn)
+    cases["min_gru_fused"] = min_gru_fused
     cases["min_gru_scan"] = min_gru_scan
     return cases
 

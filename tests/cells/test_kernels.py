@@ -77,6 +77,11 @@ CASES: dict[str, Case] = {
         K._LinearRecurrence.apply,
         K.linear_recurrence_loop,
     ),
+    "min_gru": (
+        lambda bf: (_seq(1, bf), _seq(1, bf), _r(B, H)),
+        K._MinGRU.apply,
+        K.min_gru_loop,
+    ),
 }
 
 

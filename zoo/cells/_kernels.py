@@ -48,6 +48,8 @@ __all__ = [
     "linear_recurrence_loop",
     "mgu",
     "mgu_loop",
+    "min_gru",
+    "min_gru_loop",
     "use_kernels",
 ]
 
@@ -886,3 +888,95 @@ def linear_recurrence(
         out, ht = _LinearRecurrence.apply(a, b, h0, mask, batch_first)
         return out, ht
     return linear_recurrence_loop(a, b, h0, mask, batch_first=batch_first)
+
+
+class _MinGRU(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
+    ) -> tuple[Tensor, Tensor]:
+        k_tm = _time_major(k, batch_first)
+        c_tm = _time_major(cand, batch_first)
+        mask_tm = _time_major(mask, batch_first)
+        assert k_tm is not None and c_tm is not None
+        time, batch, hid = c_tm.shape
+        z = torch.sigmoid(k_tm).contiguous()
+        if mask_tm is not None:
+            z.mul_(mask_tm)  # z = 0 keeps the state exactly (lerp with weight 0)
+        hs = cand.new_empty(time + 1, batch, hid)
+        if h0 is None:
+            hs[0].zero_()
+        else:
+            hs[0] = h0
+        hs_l, c_l, z_l = hs.unbind(0), c_tm.unbind(0), z.unbind(0)
+        for t in range(time):
+            torch.lerp(hs_l[t], c_l[t], z_l[t], out=hs_l[t + 1])  # (1 - z) h + z h~
+        ctx.save_for_backward(cand)
+        ctx.buffers = (hs, z, mask_tm)
+        ctx.batch_first = batch_first
+        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
+        (cand,) = ctx.saved_tensors
+        hs, z, mask = ctx.buffers
+        bf = ctx.batch_first
+        time = hs.size(0) - 1
+        c_tm = _time_major(cand, bf)
+        assert c_tm is not None
+        keep = 1 - z
+        go = _grad_out(grad_out, z, mask, bf)
+        g = _reverse_linear(go, keep, grad_ht)
+        needs = ctx.needs_input_grad
+        g_h0 = g[0] * keep[0] if needs[2] else None
+        g_k = g_c = None
+        if needs[0]:
+            g_k = (c_tm - hs[:time]).mul_(g).mul_(z).mul_(keep)  # dh/dz times σ'
+        if needs[1]:
+            g_c = g.mul_(z)
+        return (
+            _grad_in(g_k, bf) if g_k is not None else None,
+            _grad_in(g_c, bf) if g_c is not None else None,
+            g_h0,
+            None,
+            None,
+        )
+
+
+def min_gru_loop(
+    k: Tensor, cand: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, batch_first: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Plain autograd form of :func:`min_gru`: ``linear_recurrence_loop(1 − σ(k), σ(k) ⊙ h~)``."""
+    z = torch.sigmoid(k)
+    return linear_recurrence_loop(1 - z, z * cand, h0, mask, batch_first=batch_first)
+
+
+def min_gru(
+    k: Tensor, cand: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, batch_first: bool = True
+) -> tuple[Tensor, Tensor]:
+    """minGRU's recurrence from its two projections: ``z = σ(k)``, ``h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h~_t``.
+
+    The gate, the recurrence and their backward in one Function (fewer full-tensor passes than
+    ``linear_recurrence(1 − z, z ⊙ h~)`` under autograd).
+
+    Args:
+        k: gate pre-activations ``Lin_z(x)``, ``[B, T, H]``.
+        cand: candidates ``h~ = Lin_h(x)``, ``[B, T, H]``.
+        h0: initial state ``[B, H]`` (zeros when ``None``).
+        mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        batch_first: layout of ``k``, ``cand``, ``mask`` and the output.
+
+    Returns:
+        ``(output [B, T, H], h_T [B, H])``.
+    """
+    if k.shape != cand.shape or k.dim() != 3:
+        raise ValueError(
+            f"k and cand must be 3-d tensors of the same shape, got {list(k.shape)}, {list(cand.shape)}"
+        )
+    if h0 is not None:
+        _check(cand, h0, 1, batch_first, mask)
+    if kernels_enabled(k, cand, h0):
+        out, ht = _MinGRU.apply(k, cand, h0, mask, batch_first)
+        return out, ht
+    return min_gru_loop(k, cand, h0, mask, batch_first=batch_first)
