@@ -23,6 +23,15 @@ float64, no ``torch.func`` transform, not being compiled or scripted), else a pl
 same equations (``*_loop``), which also serves as the reference. The kernels' backward is not itself
 differentiable: for double backward (``gradgradcheck``, some meta-learning) turn them off with
 ``use_kernels(False)`` or ``ZOO_KERNELS=0``. ``torch.func.functional_call`` works with them.
+
+A ``LoopLayer`` uses one in its ``_forward`` (``forward_with_gates`` keeps the step loop)::
+
+    def _forward(self, x, state, lengths):
+        if not kernels_enabled(x, state, *self.parameters()):
+            return super()._forward(x, state, lengths)
+        h0 = state if state is not None else x.new_zeros(x.size(0), self.hidden_size)
+        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+        return mgu(self.project(x), h0, u_f, c_f, u_h, c_h, mask)
 """
 
 from __future__ import annotations
