@@ -1,0 +1,213 @@
+"""Hand-written kernels (zoo.cells._kernels) against plain autograd loops of the same equations.
+
+Float64, tiny sizes: outputs, final states and every gradient equal the autograd loop's to 1e-10,
+``torch.autograd.gradcheck`` passes, with and without a length mask, batch-first and time-major, from a
+given initial state. Plus the dispatch rules (fallback under ``torch.func`` transforms, off switch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from zoo.cells import _kernels as K
+
+B, T, H = 3, 5, 4
+F64 = torch.float64
+LENGTHS = torch.tensor([5, 2, 3])
+
+
+def _mask(batch_first: bool) -> torch.Tensor:
+    m = (torch.arange(T).unsqueeze(0) < LENGTHS.unsqueeze(1)).unsqueeze(-1)
+    return m if batch_first else m.transpose(0, 1).contiguous()
+
+
+def _r(*shape: int, positive: bool = False) -> torch.Tensor:
+    t = torch.rand(*shape, dtype=F64) if positive else torch.randn(*shape, dtype=F64)
+    return t.requires_grad_()
+
+
+def _seq(width: int, batch_first: bool, positive: bool = False) -> torch.Tensor:
+    return _r(B, T, width * H, positive=positive) if batch_first else _r(T, B, width * H, positive=positive)
+
+
+# name -> (builder of the differentiable arguments, kernel Function, eager loop)
+Case = tuple[Callable[[bool], tuple[torch.Tensor | None, ...]], Callable[..., object], Callable[..., object]]
+CASES: dict[str, Case] = {
+    "gru": (
+        lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), _r(3 * H)),
+        K._GRUResetAfter.apply,
+        K.gru_reset_after_loop,
+    ),
+    "gru_nobias": (
+        lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), None),
+        K._GRUResetAfter.apply,
+        K.gru_reset_after_loop,
+    ),
+    "gru_cho": (
+        lambda bf: (_seq(3, bf), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
+        K._GRUResetBefore.apply,
+        K.gru_reset_before_loop,
+    ),
+    "gru1": (
+        lambda bf: (_seq(1, bf), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
+        K._GRUResetBefore.apply,
+        K.gru_reset_before_loop,
+    ),
+    "gru2": (
+        lambda bf: (_seq(1, bf), _r(B, H), _r(H, H), None, _r(2 * H, H), None),
+        K._GRUResetBefore.apply,
+        K.gru_reset_before_loop,
+    ),
+    "gru3": (
+        lambda bf: (_seq(1, bf), _r(B, H), _r(H, H), _r(H), None, _r(2 * H)),
+        K._GRUResetBefore.apply,
+        K.gru_reset_before_loop,
+    ),
+    "mgu": (
+        lambda bf: (_seq(2, bf), _r(B, H), _r(H, H), _r(H), _r(H, H), _r(H)),
+        K._MGU.apply,
+        K.mgu_loop,
+    ),
+    "indrnn": (lambda bf: (_seq(1, bf), _r(B, H), _r(H)), K._IndRNN.apply, K.indrnn_loop),
+    "linear": (
+        lambda bf: (_seq(1, bf, positive=True), _seq(1, bf), _r(B, H)),
+        K._LinearRecurrence.apply,
+        K.linear_recurrence_loop,
+    ),
+    "min_gru": (
+        lambda bf: (_seq(1, bf), _seq(1, bf), _r(B, H)),
+        K._MinGRU.apply,
+        K.min_gru_loop,
+    ),
+}
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.parametrize("batch_first", [True, False], ids=["bf", "tm"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_equals_autograd_loop(name: str, batch_first: bool, masked: bool) -> None:
+    torch.manual_seed(0)
+    build, kernel, loop = CASES[name]
+    args = build(batch_first)
+    mask = _mask(batch_first) if masked else None
+    out_k, h_k = kernel(*args, mask, batch_first)  # type: ignore[operator]
+    out_l, h_l = loop(*args, mask, batch_first=batch_first)  # type: ignore[operator]
+    assert out_k.shape == out_l.shape and out_k.is_contiguous()
+    torch.testing.assert_close(out_k, out_l, atol=1e-10, rtol=0)
+    torch.testing.assert_close(h_k, h_l, atol=1e-10, rtol=0)
+    # every gradient, from a random weighting of the outputs and the final state
+    w_out, w_h = torch.randn_like(out_l), torch.randn_like(h_l)
+    leaves = [a for a in args if a is not None]
+    g_k = torch.autograd.grad((out_k * w_out).sum() + (h_k * w_h).sum(), leaves)
+    g_l = torch.autograd.grad((out_l * w_out).sum() + (h_l * w_h).sum(), leaves)
+    for a, b in zip(g_k, g_l, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    if masked:  # padding: output exactly zero, state from each sequence's last real step
+        out_bt = out_k if batch_first else out_k.transpose(0, 1)
+        for i, n in enumerate(LENGTHS.tolist()):
+            if n < T:
+                assert out_bt[i, n:].abs().max().item() == 0.0
+            torch.testing.assert_close(h_k[i], out_bt[i, n - 1], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_gradcheck(name: str, masked: bool) -> None:
+    torch.manual_seed(1)
+    build, kernel, _ = CASES[name]
+    args = build(True)
+    mask = _mask(True) if masked else None
+    present = [i for i, a in enumerate(args) if a is not None]
+
+    def fn(*xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full = list(args)
+        for i, x in zip(present, xs, strict=True):
+            full[i] = x
+        return kernel(*full, mask, True)  # type: ignore[operator,no-any-return]
+
+    assert torch.autograd.gradcheck(fn, tuple(args[i] for i in present), eps=1e-6, atol=1e-8)
+
+
+def test_only_final_state_needs_grad() -> None:
+    torch.manual_seed(2)
+    gi, h0, u, c = CASES["gru"][0](True)
+    _, h = K.gru_reset_after(gi, h0, u, c)
+    (g,) = torch.autograd.grad(h.sum(), [u])
+    _, h_l = K.gru_reset_after_loop(gi, h0, u, c)
+    (g_l,) = torch.autograd.grad(h_l.sum(), [u])
+    torch.testing.assert_close(g, g_l, atol=1e-10, rtol=0)
+
+
+def test_float32_matches_float64() -> None:
+    torch.manual_seed(3)
+    gi, h0, u, c = (a.detach() for a in CASES["gru"][0](True))  # type: ignore[union-attr]
+    out32, _ = K.gru_reset_after(gi.float(), h0.float(), u.float(), c.float())
+    out64, _ = K.gru_reset_after(gi, h0, u, c)
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32.double(), out64, atol=1e-5, rtol=0)
+
+
+def test_output_edit_does_not_corrupt_backward() -> None:
+    torch.manual_seed(4)
+    gi, h0, u, c = CASES["gru"][0](True)
+    out, _ = K.gru_reset_after(gi, h0, u, c)
+    ref, _ = K.gru_reset_after_loop(gi, h0, u, c)
+    (g_ref,) = torch.autograd.grad(ref.sum(), [u])
+    loss = out.sum()
+    out.detach().zero_()  # the output has its own storage, the saved states are untouched
+    (g,) = torch.autograd.grad(loss, [u])
+    torch.testing.assert_close(g, g_ref, atol=1e-10, rtol=0)
+
+
+def test_dispatch_rules() -> None:
+    x = torch.zeros(2, 3)
+    assert K.kernels_enabled(x, None, x.double())
+    assert not K.kernels_enabled(x.half())
+    assert not K.kernels_enabled(torch.zeros(2, dtype=torch.int64))
+    with K.use_kernels(False):
+        assert not K.kernels_enabled(x)
+    assert K.kernels_enabled(x)
+
+
+def test_functorch_falls_back_and_agrees() -> None:
+    torch.manual_seed(5)
+    gi, h0, u, c = (a.detach() for a in CASES["gru"][0](True))  # type: ignore[union-attr]
+
+    def loss(u_: torch.Tensor) -> torch.Tensor:
+        out, h = K.gru_reset_after(gi, h0, u_, c)
+        return out.sum() + h.sum()
+
+    g_func = torch.func.grad(loss)(u)  # a transform: the plain loop runs
+    u_req = u.clone().requires_grad_()
+    (g_kernel,) = torch.autograd.grad(loss(u_req), [u_req])
+    torch.testing.assert_close(g_func, g_kernel, atol=1e-10, rtol=0)
+
+
+def test_functional_call_uses_kernel() -> None:
+    torch.manual_seed(6)
+    lin = torch.nn.Linear(H, 3 * H).double()
+    rec = torch.nn.Linear(H, 3 * H).double()
+    mod = torch.nn.ModuleDict({"lin": lin, "rec": rec})
+    x = torch.randn(B, T, H, dtype=F64)
+
+    def run(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        gi = torch.func.functional_call(
+            mod["lin"], {k[4:]: v for k, v in params.items() if k[:3] == "lin"}, (x,)
+        )
+        out, _ = K.gru_reset_after(gi, torch.zeros(B, H, dtype=F64), params["rec.weight"], params["rec.bias"])
+        return out
+
+    params = {k: v.detach().clone().requires_grad_() for k, v in mod.named_parameters()}
+    assert torch.autograd.gradcheck(
+        lambda *ps: run(dict(zip(params, ps, strict=True))), tuple(params.values())
+    )
+
+
+def test_bad_shapes_are_named() -> None:
+    with pytest.raises(ValueError, match=r"3\*H"):
+        K.gru_reset_after(torch.zeros(B, T, 2 * H), torch.zeros(B, H), torch.zeros(3 * H, H))
+    with pytest.raises(ValueError, match="mask must be a bool"):
+        K.indrnn(torch.zeros(B, T, H), torch.zeros(B, H), torch.zeros(H), mask=torch.ones(B, T, 1))
