@@ -206,6 +206,13 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def flatten_state(state: Any) -> list[Tensor]:
+    """The tensors of a nested state (a tensor, ``(h, c)``, or an encoder's list of per-layer states)."""
+    if isinstance(state, Tensor):
+        return [state]
+    return [t for part in state for t in flatten_state(part)]
+
+
 def _run_cell(
     layer: nn.Module, x: Tensor, lengths: Tensor | None
 ) -> tuple[Tensor, Any, Tensor, list[Tensor]]:
@@ -213,7 +220,7 @@ def _run_cell(
     x = x.clone().requires_grad_(True)
     layer.zero_grad(set_to_none=True)
     out, state = layer(x, lengths=lengths)
-    parts = state if isinstance(state, tuple) else (state,)
+    parts = flatten_state(state)
     # A fixed random weighting makes every output and state entry reach the gradient.
     w = torch.linspace(-1.0, 1.0, out.numel(), device=out.device, dtype=out.dtype).view_as(out)
     loss = (out * w).sum() + sum((p * p).sum() for p in parts)
@@ -267,6 +274,26 @@ def check_cell_parity(
             except Exception as err:
                 rows.append([name, "yes" if fused else "no", label, "-", "-", "-", f"ERROR {_short(err)}"])
                 section.passed = False
+    for name in [n for n in ("gru", "lstm") if n in names]:
+        label = "encoder: 2 layers, bidirectional, lengths"
+        try:
+            from zoo import RecurrentEncoder
+
+            torch.manual_seed(0)
+            cpu_enc = RecurrentEncoder(
+                cell=name, input_size=16, hidden_size=hidden, num_layers=2, bidirectional=True
+            )
+            dev_enc = copy.deepcopy(cpu_enc).to(device)
+            ref = _run_cell(cpu_enc, x, lengths)
+            got = _run_cell(dev_enc, x.to(device), lengths)
+            d_out, d_state = scaled_diff(ref[0], got[0]), scaled_diff(ref[1], got[1])
+            d_grad = max(scaled_diff(ref[2], got[2]), scaled_diff(ref[3], got[3]))
+            ok = max(d_out, d_state) <= FORWARD_TOL and d_grad <= GRAD_TOL
+            rows.append([name, "yes", label, d_out, d_state, d_grad, "ok" if ok else "FAIL"])
+            section.passed &= ok
+        except Exception as err:
+            rows.append([name, "yes", label, "-", "-", "-", f"ERROR {_short(err)}"])
+            section.passed = False
     section.lines.append(
         markdown_table(
             ["cell", "fused", "lengths", "output diff", "state diff", "grad diff", "verdict"], rows
@@ -299,9 +326,8 @@ class _MinimalLM(nn.Module):
 def build_language_model(cell: str, vocab_size: int, size: int, layers: int) -> tuple[nn.Module, str]:
     """``zoo.tasks.LanguageModel`` when available (else a minimal equivalent) and which one was built."""
     try:
-        from zoo.tasks import LanguageModel
-
         from zoo.encoder import EncoderConfig
+        from zoo.tasks import LanguageModel
 
         model = LanguageModel(
             EncoderConfig(cell=cell, hidden_size=size, num_layers=layers),

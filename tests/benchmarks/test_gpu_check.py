@@ -44,6 +44,13 @@ def test_max_abs_diff_and_scaling() -> None:
         gc.max_abs_diff((a,), (a, a))
 
 
+def test_flatten_state_takes_every_tensor_of_nested_states() -> None:
+    h, c = torch.zeros(2, 3), torch.ones(2, 3)
+    assert len(gc.flatten_state(h)) == 1
+    flat = gc.flatten_state([(h, c), h, (c, h)])  # an encoder's per-layer states, LSTM and GRU alike
+    assert len(flat) == 5 and flat[1] is c
+
+
 def test_verdict() -> None:
     assert gc.verdict(0.0, 1e-4) == "ok"
     assert gc.verdict(1e-4, 1e-4) == "ok"
@@ -153,5 +160,6 @@ def test_cpu_dry_run_runs_every_section(tmp_path: Path, capsys: pytest.CaptureFi
     # CPU against CPU with copied weights must agree exactly
     assert "| gru | yes | lengths | 0 | 0 | 0 | ok |" in report
     assert "| lstm | yes | full | 0 | 0 | 0 | ok |" in report
+    assert "| gru | yes | encoder: 2 layers, bidirectional, lengths | 0 | 0 | 0 | ok |" in report
     assert "ERROR" not in report
     assert rc == 0 and "**Overall: PASS**" in report
