@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 #: Wall-clock bound of one run; a DDP run that waits forever at an all-reduce fails here.
 TIMEOUT = float(os.environ.get("ZOO_DDP_TEST_TIMEOUT", "240"))
 TRAIN_ROWS = 101  # odd on purpose: 2 ranks cannot split it evenly
+STREAM_ROWS = 103  # a streamed CSV is one shard: split row-wise, 52 and 51 rows
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -212,6 +213,32 @@ def recipe_args(data: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def stream_args(data: Path) -> list[str]:
+    """A classifier on a streamed CSV through the test-only ``stream_data.StreamedCSVData``."""
+    return [
+        "--model", "zoo.tasks.SequenceClassifier",
+        "--model.encoder.hidden_size", "8",
+        "--model.embedding_dim", "8",
+        "--model.dropout", "0",
+        "--data", "stream_data.StreamedCSVData",
+        "--data.train", str(data / "stream_train.csv"),
+        "--data.val", str(data / "stream_val.csv"),
+        "--data.batch_size", "5",
+        "--data.batches_per_epoch", "10",
+        "--trainer.max_epochs", "2",
+    ]  # fmt: skip
+
+
+def write_id_csv(path: Path, rows: int, seed: int) -> None:
+    """Rows of 2..7 token ids (unique: the first two ids encode the row number) and a parity label."""
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(rows):
+        ids = [1 + i // 60, 1 + i % 60] + [rng.randint(1, 63) for _ in range(rng.randint(0, 5))]
+        lines.append(f"{' '.join(map(str, ids))},{ids[-1] % 2}")
+    path.write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ddp_data")
@@ -221,6 +248,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_csv(root / "val.csv", rows[TRAIN_ROWS:])
     markov_corpus(root / "lm_train.txt", lines=300, seed=1)
     markov_corpus(root / "lm_val.txt", lines=41, seed=2)
+    write_id_csv(root / "stream_train.csv", STREAM_ROWS, seed=3)
+    write_id_csv(root / "stream_val.csv", 24, seed=4)
     return root
 
 
@@ -240,6 +269,7 @@ def runs(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]
             "torchrun",
         ),
         ("recipe-2", 2, recipe_args(data), "zoo"),
+        ("stream-2", 2, stream_args(data), "zoo"),
     ]:
         workdir = base / name
         started[name] = Run(
@@ -395,3 +425,19 @@ def test_one_mlflow_run_and_one_registered_version_under_torchrun(runs: dict[str
     assert "val_acc" in found[0].data.metrics
     versions = client.search_model_versions("name='ddp-classifier'")
     assert len(versions) == 1 and versions[0].run_id == found[0].info.run_id
+
+
+def test_a_streamed_dataset_is_split_across_two_real_processes(runs: dict[str, Run]) -> None:
+    """``ShardedStream`` under a real 2-process fit: ``split_dataset_by_node`` with the live process group."""
+    run = runs["stream-2"]
+    r0, r1 = run.rank(0), run.rank(1)
+    for epoch in (0, 1):
+        rank0, rank1 = _train_rows(run, epoch)
+        # equal batch counts from an uneven split (52/51 rows): 10 batches of 5 each
+        assert [len(run.rank(r)["epochs"][epoch]) for r in (0, 1)] == [10, 10]
+        assert not set(rank0) & set(rank1), f"epoch {epoch}: ranks read the same rows"
+        assert len(set(rank0)) == len(rank0) == 50
+    assert _train_rows(run, 0)[0] != _train_rows(run, 1)[0], "no reshuffle between epochs"
+    w0, w1 = run.weights(0), run.weights(1)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert r0["metrics"]["val_acc"] == r1["metrics"]["val_acc"]
