@@ -22,6 +22,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from zoo.tracking.callbacks import MLflowSaveConfigCallback
+
 #: Attributes a data module may expose after ``__init__`` that are passed to the model's parameter of the
 #: same name. A link applies only when the data module has the attribute and the model takes the parameter.
 LINKED_SIZES = (
@@ -154,6 +156,9 @@ class ZooCLI(LightningCLI):
         self._provided: dict[str, Any] = {}
         kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # Lightning's SaveConfigCallback asserts on an MLflow logger (no log_dir, Lightning #16310); this
+        # one logs config.yaml to the MLflow run, or writes it to the log_dir of a file logger.
+        kwargs.setdefault("save_config_callback", MLflowSaveConfigCallback)
         kwargs.setdefault(
             "parser_kwargs",
             {
@@ -208,7 +213,8 @@ class ZooCLI(LightningCLI):
             self.config = parser.parse_args(args)
         except Exception:
             parser.exit_on_error = True
-            super().parse_arguments(parser, [*args, "--print_config"])
+            given = sys.argv[1:] if args is None else list(args)
+            super().parse_arguments(parser, [*given, "--print_config"])
         finally:
             parser.exit_on_error = True
 
@@ -554,10 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         print_linked = "--print_config" in args
         if print_linked:
             args.remove("--print_config")
-        # LightningCLI warns when given args while sys.argv holds arguments too; they are the same here.
-        saved_argv, sys.argv = sys.argv, sys.argv[:1]
+        # LightningCLI reads sys.argv, and under DDP Lightning's launcher re-runs sys.argv for every other
+        # rank: it must hold the whole command (cut to the program name, rank 1 got no subcommand).
+        saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]
         try:
-            ZooCLI(args=args, print_linked=print_linked)
+            ZooCLI(args=None, print_linked=print_linked)
         finally:
             sys.argv = saved_argv
     except ZooConfigError as err:

@@ -225,9 +225,20 @@ class LoopLayer(RecurrentLayer):
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
         proj = self.project(x)
+        # Under autocast (bf16-mixed) the projection above, most of the work, runs in low precision; the
+        # recurrence runs in the state's precision with autocast off, since autocast would give its
+        # matmuls and its elementwise ops (lerp, where) different dtypes.
+        state_dtype = state[0].dtype if isinstance(state, tuple) else state.dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._loop(proj.to(state_dtype), state, lengths, gates, x.device)
+
+    def _loop(
+        self, proj: Tensor, state: State, lengths: Tensor | None, gates: bool, device: torch.device
+    ) -> tuple[Tensor, State, Gates]:
+        time = proj.size(1)
         # unbind, not proj[:, t]: indexing a batch-first tensor in the graph makes an O(T^2) backward
         steps = proj.unbind(1)
-        mask = step_mask(lengths, time, x.device).unbind(1) if lengths is not None else None
+        mask = step_mask(lengths, time, device).unbind(1) if lengths is not None else None
         outs: list[Tensor] = []
         gate_steps: dict[str, list[Tensor]] = {name: [] for name in self.gate_names} if gates else {}
         for t, p_t in enumerate(steps):
@@ -248,7 +259,7 @@ class LoopLayer(RecurrentLayer):
         if gates:
             gate_out = {name: torch.stack(v, 1) for name, v in gate_steps.items()}
             if lengths is not None:
-                m = step_mask(lengths, time, x.device)
+                m = step_mask(lengths, time, device)
                 gate_out = {name: v * m for name, v in gate_out.items()}
         return output, state, gate_out
 

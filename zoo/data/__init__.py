@@ -10,6 +10,7 @@ from zoo.data.batching import (
 )
 from zoo.data.series import TimeSeriesData
 from zoo.data.sources import ConlluFormatError, load_splits, read_conllu
+from zoo.data.streaming import ShardedStream
 from zoo.data.synthetic import AddingProblemData, CopyTaskData, CuisineMemoryData
 from zoo.data.tagging import TokenTaggingData
 from zoo.data.text import LanguageModelingData, TextClassificationData
@@ -25,6 +26,7 @@ __all__ = [
     "LanguageModelingData",
     "PackedSequences",
     "PadCollate",
+    "ShardedStream",
     "StreamBatches",
     "TextClassificationData",
     "TimeSeriesData",
