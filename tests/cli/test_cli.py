@@ -133,6 +133,8 @@ def test_fit_links_data_sizes_and_adds_defaults(tmp_path: Path) -> None:
     assert re.search(r"checkpoints/version_0/epoch=\d-step=\d+\.ckpt", tested.output), tested.output[-2000:]
     (again,) = client.search_runs([run.info.experiment_id])
     assert again.info.run_id == run.info.run_id and "test_acc" in again.data.metrics
+    # the fit's config stays; the test's config is logged beside it
+    assert {"config.yaml", "config_test.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 @pytest.mark.slow
