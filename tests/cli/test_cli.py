@@ -108,7 +108,7 @@ def test_fit_links_data_sizes_and_adds_defaults(tmp_path: Path) -> None:
     assert params["label_names"] == str([f"class{i}" for i in range(5)])
     assert params["cell"] == "gru" and int(params["num_parameters"]) > 0
     # the learning-rate monitor (a logger is present) and the metrics
-    assert {"lr-Adam", "val_acc", "val_loss", "train_loss"} <= set(run.data.metrics)
+    assert {"lr-Adam", "val_acc", "val_loss"} <= set(run.data.metrics)
     # the resolved config, logged to the run, with the seed
     config_file = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
     assert yaml.safe_load(Path(config_file).read_text())["seed_everything"] == 1234

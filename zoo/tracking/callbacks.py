@@ -105,8 +105,9 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
         text = self.parser.dump(self.config, skip_none=False)
         # `zoo test` may log into the fit's run: keep the fit's config.yaml, add config_test.yaml
         name = self.config_filename
-        if stage != "fit":
-            name = f"{Path(name).stem}_{stage}{Path(name).suffix}"
+        stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn enum
+        if stage_name != "fit":
+            name = f"{Path(name).stem}_{stage_name}{Path(name).suffix}"
         logger.experiment.log_text(logger.run_id, text, name)
 
 
