@@ -299,6 +299,9 @@ class ZooCLI(LightningCLI):
         except ZooConfigError as err:
             parser.error(str(err))
         self._explicit = explicit_linked_values(config)
+        if config.trainer.get("fast_dev_run"):
+            # Lightning swaps every logger for a dummy in a fast_dev_run: do not build one (nor its store)
+            config.trainer.logger = False
 
     # -- instantiation --------------------------------------------------------------------------------
     def instantiate_classes(self) -> None:
@@ -319,16 +322,12 @@ class ZooCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         logger = trainer_config.get("logger")
         if (logger is None or logger is True) and "logger" not in kwargs:
-            if trainer_config.get("fast_dev_run"):
-                # Lightning swaps every logger for a dummy in a fast_dev_run: do not open a store for it
-                kwargs["logger"] = False
-            else:
-                run = self._fit_run or {}
-                kwargs["logger"] = default_logger(
-                    trainer_config.get("default_root_dir") or os.getcwd(),
-                    run_id=run.get("run_id"),
-                    tracking_uri=run.get("tracking_uri"),
-                )
+            run = self._fit_run or {}
+            kwargs["logger"] = default_logger(
+                trainer_config.get("default_root_dir") or os.getcwd(),
+                run_id=run.get("run_id"),
+                tracking_uri=run.get("tracking_uri"),
+            )
         trainer = super().instantiate_trainer(**kwargs)
         callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
         has_monitor = any(isinstance(c, LearningRateMonitor) for c in callbacks)

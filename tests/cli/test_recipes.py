@@ -150,3 +150,7 @@ def test_recipe_fast_dev_run(name: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.output[-4000:]
     assert "val_" in result.output or "fast_dev_run" in result.output
+    # a fast_dev_run builds no logger (Lightning would replace it), so no store and no model logging
+    assert not (tmp_path / "mlflow.db").exists()
+    if name == "quickstart":
+        assert "tracking is off" in result.stderr
