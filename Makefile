@@ -1,4 +1,4 @@
-# Set-up, demo, tests and checks. Every target creates .venv first if it is missing.
+# Set-up, the quickstart, tests and checks. Every target creates .venv first if it is missing.
 # TORCH_SPEC picks the torch build installed before everything else (see README: GPU users change it).
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Trains the quickstart recipe, tracked in ./mlflow.db, and registers the model as cuisine-gru@champion.
 quickstart: setup
-	$(BIN)/python -m zoo.demo
+	$(BIN)/zoo fit -c recipes/quickstart.yaml
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,14 +1,17 @@
-"""The ``zoo`` command: LightningCLI for every task and data module, plus ``zoo cells`` and ``zoo recipes``.
+"""The ``zoo`` command: LightningCLI for every task and data module, plus ``zoo cells``, ``zoo recipes`` and
+``zoo serve``.
 
 ``zoo fit -c recipe.yaml`` trains any ``LightningModule`` on any ``LightningDataModule`` named by
 ``class_path`` (the zoo's tasks and data modules, or a user's own). The sizes the data decides (vocabulary,
 classes, tags, features, normalisation) are linked into the model when the classes are instantiated, so a
-recipe never types them; see :data:`LINKED_SIZES` and ``docs/cli.md``.
+recipe never types them; see :data:`LINKED_SIZES` and ``docs/cli.md``. Every run is tracked in MLflow by
+default (:func:`default_logger`; ``docs/tracking.md``).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,9 +21,13 @@ from typing import Any
 
 import yaml
 from lightning import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger, MLFlowLogger
+
+from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
+from zoo.tracking.logger import ZooMLFlowLogger
+from zoo.tracking.uri import TrackingServerUnreachable
 
 from zoo.tracking.callbacks import MLflowSaveConfigCallback
 
@@ -52,6 +59,10 @@ MAIN_METRICS: dict[str, tuple[str, str]] = {
 
 DEFAULT_SEED = 1234
 
+#: File in a checkpoint directory that names the MLflow run which wrote the checkpoints there, so that
+#: ``zoo validate/test/predict --ckpt_path ...`` logs into that run.
+RUN_FILE = "mlflow_run.json"
+
 #: Values of a ``data_files`` entry that are not local paths and so are not checked for existence.
 _REMOTE_MARKERS = ("://", "*", "?", "[")
 _FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".conllu", ".arrow")
@@ -82,6 +93,8 @@ class ZooCheckpoint(ModelCheckpoint):
     means ``<log_dir>/checkpoints`` for a logger that writes to a local directory (CSV, TensorBoard), else
     ``<default_root_dir>/checkpoints/version_N`` (the next free N, chosen on rank 0). The directory never
     depends on a logger's experiment or run id, which would scatter checkpoints over the working directory.
+    When fitting with an MLflow logger, rank 0 writes :data:`RUN_FILE` there (run id, tracking URI), which
+    links the checkpoints to their run.
     """
 
     def __init__(
@@ -120,6 +133,15 @@ class ZooCheckpoint(ModelCheckpoint):
         if self.dirpath is None:
             self.dirpath = trainer.strategy.broadcast(default_checkpoint_dir(trainer))
         super().setup(trainer, pl_module, stage)
+        logger = _mlflow_logger(trainer)
+        if stage == "fit" and logger is not None and trainer.is_global_zero and self.dirpath:
+            Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+            record = {"run_id": logger.run_id, "tracking_uri": str(logger._tracking_uri)}
+            (Path(self.dirpath) / RUN_FILE).write_text(json.dumps(record) + "\n")
+
+
+def _mlflow_logger(trainer: Trainer) -> MLFlowLogger | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
 
 
 def default_checkpoint_dir(trainer: Trainer) -> str:
@@ -136,9 +158,53 @@ def default_checkpoint_dir(trainer: Trainer) -> str:
     return str(root / f"version_{n}")
 
 
-def default_logger(save_dir: str) -> Logger:
-    """The logger a run gets when the recipe sets none (``trainer.logger: false`` turns logging off)."""
-    return CSVLogger(save_dir=save_dir, name="lightning_logs")
+def default_logger(save_dir: str, run_id: str | None = None, tracking_uri: str | None = None) -> Logger:
+    """The logger a run gets when the recipe sets none: MLflow (``trainer.logger: false`` turns it off).
+
+    Args:
+        save_dir: the run's ``default_root_dir`` (unused by MLflow, kept for other default loggers).
+        run_id: log into this existing MLflow run (``validate``/``test``/``predict`` of a tracked fit).
+        tracking_uri: the store of ``run_id``; default: ``MLFLOW_TRACKING_URI``, else
+            ``sqlite:///<cwd>/mlflow.db``.
+    """
+    return ZooMLFlowLogger(run_id=run_id, tracking_uri=tracking_uri)
+
+
+def fit_run_of(ckpt_path: Any) -> dict[str, str] | None:
+    """The MLflow run (``run_id``, ``tracking_uri``) that wrote checkpoint ``ckpt_path``, if recorded."""
+    if not isinstance(ckpt_path, str | os.PathLike):
+        return None
+    record = Path(ckpt_path).parent / RUN_FILE
+    if not record.is_file():
+        return None
+    try:
+        found = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and found.get("run_id") else None
+
+
+class FitSummary(Callback):
+    """At the end of ``fit`` (rank 0), print the best monitored score, the checkpoints and the MLflow run."""
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        lines = []
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_score is not None:
+            lines.append(f"Best {ckpt.monitor}: {float(ckpt.best_model_score):.4f}")
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath:
+            lines.append(
+                f"Checkpoints: {ckpt.dirpath} (best: {Path(ckpt.best_model_path).name or '-'}, last)"
+            )
+        logger = _mlflow_logger(trainer)
+        if logger is not None and logger._initialized:
+            uri = str(logger._tracking_uri)
+            lines.append(f"MLflow run {logger.run_id} in {uri}")
+            lines.append(f"  browse:  mlflow ui --backend-store-uri {uri}")
+        if lines:
+            print("\n" + "\n".join(lines), flush=True)
 
 
 class ZooCLI(LightningCLI):
@@ -154,7 +220,9 @@ class ZooCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, print_linked: bool = False, **kwargs: Any) -> None:
         self._print_linked = print_linked
         self._provided: dict[str, Any] = {}
+        self._fit_run: dict[str, str] | None = None
         kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
+        kwargs.setdefault("save_config_callback", MLflowSaveConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Lightning's SaveConfigCallback asserts on an MLflow logger (no log_dir, Lightning #16310); this
         # one logs config.yaml to the MLflow run, or writes it to the log_dir of a file logger.
@@ -164,9 +232,9 @@ class ZooCLI(LightningCLI):
             {
                 "prog": "zoo",
                 "description": (
-                    "Train and evaluate rnn-zoo models from YAML recipes. Also: `zoo cells` lists the "
-                    "registered cells, `zoo recipes` the bundled recipes (`zoo recipes path NAME` gives a "
-                    "path for -c)."
+                    "Train and evaluate rnn-zoo models from YAML recipes, tracked in MLflow. Also: `zoo "
+                    "cells` lists the registered cells, `zoo recipes` the bundled recipes (`zoo recipes "
+                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model."
                 ),
             },
         )
@@ -193,6 +261,7 @@ class ZooCLI(LightningCLI):
                 apply_on="instantiate",
             )
         parser.add_lightning_class_args(ZooCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LogModelCallback, "tracking")
 
     def _recorder(self, name: str) -> Callable[[Any], Any]:
         def linked(value: Any) -> Any:
@@ -230,9 +299,15 @@ class ZooCLI(LightningCLI):
             resolve_data_files(config)
             if self.subcommand in ("validate", "test", "predict"):
                 resolve_checkpoint_alias(config)
+                self._fit_run = fit_run_of(config.get("ckpt_path"))
+                if self._fit_run is not None:
+                    _resume_configured_logger(config, self._fit_run)
         except ZooConfigError as err:
             parser.error(str(err))
         self._explicit = explicit_linked_values(config)
+        if config.trainer.get("fast_dev_run"):
+            # Lightning swaps every logger for a dummy in a fast_dev_run: do not build one (nor its store)
+            config.trainer.logger = False
 
     # -- instantiation --------------------------------------------------------------------------------
     def instantiate_classes(self) -> None:
@@ -253,13 +328,31 @@ class ZooCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         logger = trainer_config.get("logger")
         if (logger is None or logger is True) and "logger" not in kwargs:
-            kwargs["logger"] = default_logger(trainer_config.get("default_root_dir") or os.getcwd())
+            run = self._fit_run or {}
+            kwargs["logger"] = default_logger(
+                trainer_config.get("default_root_dir") or os.getcwd(),
+                run_id=run.get("run_id"),
+                tracking_uri=run.get("tracking_uri"),
+            )
         trainer = super().instantiate_trainer(**kwargs)
         callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
         has_monitor = any(isinstance(c, LearningRateMonitor) for c in callbacks)
         if trainer.loggers and not has_monitor:
             # LearningRateMonitor raises without a logger, so it is only added when there is one.
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        if _mlflow_logger(trainer) is None:
+            for callback in callbacks:
+                if isinstance(callback, LogModelCallback) and callback.log_model:
+                    callback.log_model = False
+                    callback.registered_model_name = None
+                    print(
+                        "zoo: tracking is off (no MLflow logger: trainer.logger is false, another logger, or "
+                        "fast_dev_run), so tracking.log_model is ignored: the model is neither logged nor "
+                        "registered.",
+                        file=sys.stderr,
+                    )
+        # first, so that its summary comes before the model's load/serve lines
+        callbacks.insert(0, FitSummary())
         return trainer
 
     def _print_resolved_config(self, config: Any) -> None:
@@ -285,6 +378,21 @@ class ZooCLI(LightningCLI):
                 + " were linked from the data module; a config may repeat them only with the same value.\n"
             )
         sys.stdout.write(header + note.rstrip("# ") + yaml.safe_dump(dump, sort_keys=False))
+
+
+def _resume_configured_logger(config: Any, run: dict[str, str]) -> None:
+    """Point an explicitly configured zoo MLflow logger at the fit's run (``run_id`` unset only)."""
+    logger = config.trainer.get("logger")
+    class_path = getattr(logger, "class_path", None) if logger is not None else None
+    if not isinstance(class_path, str) or not class_path.endswith("ZooMLFlowLogger"):
+        return
+    init_args = logger.get("init_args")
+    if init_args is None:
+        return
+    if init_args.get("run_id") is None:
+        init_args["run_id"] = run["run_id"]
+        if init_args.get("tracking_uri") is None:
+            init_args["tracking_uri"] = run.get("tracking_uri")
 
 
 # -- checks -------------------------------------------------------------------------------------------
@@ -557,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cells_command(args[1:])
         if args[:1] == ["recipes"]:
             return _recipes_command(args[1:])
+        if args[:1] == ["serve"]:
+            from zoo.tracking.serve import serve_main
+
+            return serve_main(args[1:])
         print_linked = "--print_config" in args
         if print_linked:
             args.remove("--print_config")
@@ -567,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             ZooCLI(args=None, print_linked=print_linked)
         finally:
             sys.argv = saved_argv
-    except ZooConfigError as err:
+    except (ZooConfigError, TrackingServerUnreachable) as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         return 2
     except SystemExit as exit_:

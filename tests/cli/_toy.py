@@ -70,6 +70,9 @@ class ToyClassifier(L.LightningModule):
 class ToyForecaster(L.LightningModule):
     """Takes only the time-series sizes, so links meant for text tasks must not reach it."""
 
+    # what the checkpoint callback monitors (it logs no val_loss)
+    main_metric = ("val_mae", "min")
+
     def __init__(
         self,
         encoder: EncoderConfig | nn.Module,

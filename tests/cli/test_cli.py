@@ -88,6 +88,8 @@ def test_main_metric_per_task() -> None:
 
 @pytest.mark.slow
 def test_fit_links_data_sizes_and_adds_defaults(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
     result = run_zoo(
         "fit", *TOY_TEXT, *SMALL,
         "--data.num_classes_wanted", "5", "--data.num_examples", "64",
@@ -97,24 +99,30 @@ def test_fit_links_data_sizes_and_adds_defaults(tmp_path: Path) -> None:
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.output
-    run = tmp_path / "lightning_logs" / "version_0"
-    hparams = yaml.safe_load((run / "hparams.yaml").read_text())
+    # tracked by default: one run in the SQLite store in the working directory
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    params = run.data.params
     # linked from the data module: 5 classes, vocabulary 5 + 11, their names, the pad id
-    assert hparams["num_classes"] == 5 and hparams["vocab_size"] == 16 and hparams["pad_id"] == 0
-    assert hparams["label_names"] == [f"class{i}" for i in range(5)]
-    # checkpoints: the best (val_loss for a model the table does not know) and the last, in the run
-    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert params["num_classes"] == "5" and params["vocab_size"] == "16" and params["pad_id"] == "0"
+    assert params["label_names"] == str([f"class{i}" for i in range(5)])
+    assert params["cell"] == "gru" and int(params["num_parameters"]) > 0
+    # the learning-rate monitor (a logger is present) and the metrics
+    assert {"lr-Adam", "val_acc", "val_loss"} <= set(run.data.metrics)
+    # the resolved config, logged to the run, with the seed
+    config_file = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+    assert yaml.safe_load(Path(config_file).read_text())["seed_everything"] == 1234
+    assert f"MLflow run {run.info.run_id}" in result.stdout and "Best val_loss:" in result.stdout
+    # checkpoints: the best (val_loss for a model the table does not know) and the last, in an explicit
+    # directory under default_root_dir (not under the MLflow run's ids), linked to the run
+    ckpt_dir = tmp_path / "checkpoints" / "version_0"
+    ckpts = sorted(p.name for p in ckpt_dir.glob("*.ckpt"))
     assert "last.ckpt" in ckpts and len(ckpts) == 2, ckpts
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert (ckpt_dir / "mlflow_run.json").read_text().count(run.info.run_id) == 1
+    state = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
     assert state["state_dict"]["head.weight"].shape == (5, 8)
-    callbacks = " ".join(state["callbacks"])
-    assert "'monitor': 'val_loss'" in callbacks
-    # the resolved config, the learning-rate monitor (a logger is present) and the seed
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["seed_everything"] == 1234
-    header = (run / "metrics.csv").read_text().splitlines()[0]
-    assert "lr-Adam" in header and "val_acc" in header
-    # a new process finds the run's best checkpoint by name
+    assert "'monitor': 'val_loss'" in " ".join(state["callbacks"])
+    # a new process finds the run's best checkpoint by name and logs the test metrics into the fit's run
     tested = run_zoo(
         "test", *TOY_TEXT, *SMALL, "--data.num_classes_wanted", "5", "--ckpt_path", "best",
         "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
@@ -122,7 +130,11 @@ def test_fit_links_data_sizes_and_adds_defaults(tmp_path: Path) -> None:
     )  # fmt: skip
     assert tested.returncode == 0, tested.output
     assert "test_acc" in tested.stdout
-    assert re.search(r"checkpoints/epoch=\d-step=\d+\.ckpt", tested.output), tested.output[-2000:]
+    assert re.search(r"checkpoints/version_0/epoch=\d-step=\d+\.ckpt", tested.output), tested.output[-2000:]
+    (again,) = client.search_runs([run.info.experiment_id])
+    assert again.info.run_id == run.info.run_id and "test_acc" in again.data.metrics
+    # the fit's config stays; the test's config is logged beside it
+    assert {"config.yaml", "config_test.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 @pytest.mark.slow

@@ -112,6 +112,18 @@ def test_quickstart_with_an_unknown_cell_lists_the_valid_cells(tmp_path: Path) -
     assert result.returncode != 0
     assert "unknown cell 'nonexistent'" in result.stderr
     assert all(name in result.stderr for name in zoo.list_cells())
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@needs_tasks
+def test_quickstart_with_an_unknown_key_names_it_before_tracking_starts(zoo_main, tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("tracking:\n  log_modle: true\n")
+    result = zoo_main("fit", "-c", str(RECIPE_ROOT / "quickstart.yaml"), "-c", str(typo))
+    assert result.returncode != 0
+    assert "log_modle" in result.stderr
+    # a config error stops the run before a tracking store is opened in the working directory
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @needs_tasks
@@ -138,3 +150,7 @@ def test_recipe_fast_dev_run(name: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.output[-4000:]
     assert "val_" in result.output or "fast_dev_run" in result.output
+    # a fast_dev_run builds no logger (Lightning would replace it), so no store and no model logging
+    assert not (tmp_path / "mlflow.db").exists()
+    if name == "quickstart":
+        assert "tracking is off" in result.stderr

@@ -52,6 +52,22 @@ def test_cuisine_distance_sets_the_gap_and_seed_reproduces(tmp_path: Path) -> No
     assert len({len(t.split()) for t in varied.raw_splits["train"]["text"]}) > 10
 
 
+def test_cuisine_eval_distance_fixes_validation_and_test_only(tmp_path: Path) -> None:
+    dm = CuisineMemoryData(distance=1, max_distance=20, eval_distance=33, train_size=200, val_size=20,
+                           test_size=20, cache_dir=str(tmp_path))  # fmt: skip
+    dish_to_cuisine = {d for dishes in CUISINES.values() for d in dishes}
+
+    def gap(text: str) -> int:
+        words = text.split()
+        dish = next(i for i, w in enumerate(words) if w in dish_to_cuisine)
+        closing = next(c for c in _CLOSINGS if text.endswith(c))
+        return len(words) - dish - 1 - len(closing.split())
+
+    assert {gap(t) for split in ("validation", "test") for t in dm.raw_splits[split]["text"]} == {33}
+    train_gaps = {gap(t) for t in dm.raw_splits["train"]["text"]}
+    assert max(train_gaps) <= 20 and len(train_gaps) > 10
+
+
 def test_copy_task_targets_repeat_the_symbols() -> None:
     dm = CopyTaskData(copy_length=5, delay=12, num_symbols=4, train_size=64)
     assert dm.vocab_size == 7 and dm.num_tags == 5 and dm.pad_id == 0

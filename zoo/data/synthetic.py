@@ -84,6 +84,8 @@ class CuisineMemoryData(TextClassificationData):
     Args:
         distance: filler words between the dish and the end of the sentence.
         max_distance: if set, each example draws its distance uniformly from ``[distance, max_distance]``.
+        eval_distance: if set, every validation and test example has exactly this many filler words (e.g.
+            train on a range of distances, report accuracy at the longest one).
         num_cuisines: how many cuisines (classes), from the first of :data:`CUISINES` (2 to 8).
         train_size: training examples.
         val_size: validation examples.
@@ -102,6 +104,7 @@ class CuisineMemoryData(TextClassificationData):
         self,
         distance: int = 10,
         max_distance: int | None = None,
+        eval_distance: int | None = None,
         num_cuisines: int = 8,
         train_size: int = 2000,
         val_size: int = 500,
@@ -116,21 +119,26 @@ class CuisineMemoryData(TextClassificationData):
         self.save_hyperparameters()
         if distance < 0 or (max_distance is not None and max_distance < distance):
             raise ValueError(f"need 0 <= distance <= max_distance, got {distance=}, {max_distance=}")
+        if eval_distance is not None and eval_distance < 0:
+            raise ValueError(f"eval_distance must be >= 0, got {eval_distance}")
         if not 2 <= num_cuisines <= len(CUISINES):
             raise ValueError(f"num_cuisines must be in [2, {len(CUISINES)}], got {num_cuisines}")
         for size_name, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             if size < 1:
                 raise ValueError(f"{size_name} must be >= 1, got {size}")
         cuisines = list(CUISINES)[:num_cuisines]
-        self.distance, self.max_distance = distance, max_distance
+        self.distance, self.max_distance, self.eval_distance = distance, max_distance, eval_distance
         sizes = {"train": train_size, "validation": val_size, "test": test_size}
+        ranges = {split: (distance, max_distance) for split in sizes}
+        if eval_distance is not None:
+            ranges["validation"] = ranges["test"] = (eval_distance, None)
         features = datasets.Features(
             {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=cuisines)}
         )
         splits = datasets.DatasetDict(
             {
                 split: datasets.Dataset.from_dict(
-                    make_cuisine_split(size, distance, max_distance, seed + k, cuisines), features=features
+                    make_cuisine_split(size, *ranges[split], seed + k, cuisines), features=features
                 )
                 for k, (split, size) in enumerate(sizes.items())
             }

@@ -68,7 +68,8 @@ def resolved_config(trainer: L.Trainer) -> str | None:
 
 
 class MLflowSaveConfigCallback(SaveConfigCallback):
-    """Log the resolved LightningCLI config to the MLflow run as ``config.yaml``.
+    """Log the resolved LightningCLI config to the MLflow run as ``config.yaml`` (``config_test.yaml`` etc.
+    for the other subcommands, which may log into the run of the fit).
 
     Lightning's own ``SaveConfigCallback`` writes into the logger's ``log_dir``, which an MLflow logger on
     a SQLite or HTTP store does not have (Lightning issue #16310). Pass this class to the CLI:
@@ -102,7 +103,12 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
         if logger is None:
             return
         text = self.parser.dump(self.config, skip_none=False)
-        logger.experiment.log_text(logger.run_id, text, self.config_filename)
+        # `zoo test` may log into the fit's run: keep the fit's config.yaml, add config_test.yaml
+        name = self.config_filename
+        stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn enum
+        if stage_name != "fit":
+            name = f"{Path(name).stem}_{stage_name}{Path(name).suffix}"
+        logger.experiment.log_text(logger.run_id, text, name)
 
 
 def _first_batch(trainer: L.Trainer) -> Any:
