@@ -29,8 +29,6 @@ from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
 from zoo.tracking.logger import ZooMLFlowLogger
 from zoo.tracking.uri import TrackingServerUnreachable
 
-from zoo.tracking.callbacks import MLflowSaveConfigCallback
-
 #: Attributes a data module may expose after ``__init__`` that are passed to the model's parameter of the
 #: same name. A link applies only when the data module has the attribute and the model takes the parameter.
 LINKED_SIZES = (
@@ -222,7 +220,6 @@ class ZooCLI(LightningCLI):
         self._provided: dict[str, Any] = {}
         self._fit_run: dict[str, str] | None = None
         kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
-        kwargs.setdefault("save_config_callback", MLflowSaveConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Lightning's SaveConfigCallback asserts on an MLflow logger (no log_dir, Lightning #16310); this
         # one logs config.yaml to the MLflow run, or writes it to the log_dir of a file logger.
