@@ -4,8 +4,9 @@ Run from the repository root (needs the PTB files, see below)::
 
     python benchmarks/lm_throughput.py --clock cpu --threads 1 --json lm_throughput.json
 
-``zoo``: the real CLI in this process, ``zoo fit -c recipes/lm/ptb-<cell>.yaml`` (``ptb-gru.yaml`` with
-``--model.encoder.cell`` for cells without their own recipe) on the local PTB text files, with
+``zoo``: the real CLI (``zoo.cli.main``) in a fresh process per run,
+``zoo fit -c recipes/lm/ptb-<cell>.yaml`` (``ptb-gru.yaml`` with ``--model.encoder.cell`` for cells
+without their own recipe) on the local PTB text files, with
 ``--trainer.limit_train_batches N``, one epoch, no validation, checkpoint or logger, and a callback
 that marks the start of every training batch.
 
@@ -16,7 +17,8 @@ the corpus read into a dictionary with ``<eos>`` per line, ``batchify`` into 20 
 (``p.data.add_(p.grad, alpha=-lr)``), lr 1, clip 5 (the recipe's; the example uses 0.25, which costs the
 same). Sizes are the recipe's: 2x200, untied, no dropout, BPTT 35, batch 20.
 
-Each step is timed from the start of one batch to the start of the next; the first ``--warmup`` steps
+Each run is a fresh Python process by default (``--same-process`` runs both sides in this one). Each
+step is timed from the start of one batch to the start of the next; the first ``--warmup`` steps
 are dropped, and tokens/s is ``batch * bptt`` over the median step. The two sides alternate for
 ``--rounds`` rounds; the ratio is the median over rounds of zoo's tokens/s over the plain loop's.
 
@@ -34,6 +36,8 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -206,6 +210,23 @@ def zoo_run(cell: str, ptb: Path, args: argparse.Namespace, workdir: str) -> lis
     return [1e3 * (b - a) for a, b in itertools.pairwise(MARKS)]
 
 
+def run_side(side: str, cell: str, args: argparse.Namespace, ptb: Path, tmp: str) -> list[float]:
+    """One side's per-step times (ms), in a fresh process unless ``--same-process``."""
+    if args.same_process:
+        if side == "plain":
+            return plain_run(cell, Corpus(ptb / "ptb.train.txt"), args)
+        return zoo_run(cell, ptb, args, tmp)
+    out = os.path.join(tmp, f"{side}-{cell}.json")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--cells", cell, "--out", out]
+    for key in ("steps", "warmup", "batch", "bptt", "lr", "clip", "clock", "threads"):
+        value = getattr(args, key)
+        if value is not None:
+            cmd += [f"--{key}", str(value)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out) as f:
+        return list(json.load(f))
+
+
 def main(argv: list[str] | None = None) -> None:
     global _clock
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -220,6 +241,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run both sides in this process (default: each run in a fresh one, so neither inherits the "
+        "other's allocator state or imports)",
+    )
+    parser.add_argument("--side", choices=["plain", "zoo"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _clock = CLOCKS[args.clock]
     if args.threads:
@@ -228,7 +257,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     ptb = ptb_dir()
-    corpus = Corpus(ptb / "ptb.train.txt")
+    if args.side is not None:  # a child run: one side, step times to --out
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.side == "plain":
+                steps = plain_run(args.cells[0], Corpus(ptb / "ptb.train.txt"), args)
+            else:
+                steps = zoo_run(args.cells[0], ptb, args, tmp)
+        with open(args.out, "w") as f:
+            json.dump(steps, f)
+        return
     tokens = args.batch * args.bptt
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,9 +273,7 @@ def main(argv: list[str] | None = None) -> None:
             runs: dict[str, list[float]] = {"plain": [], "zoo": []}
             for r in range(args.rounds):
                 for side in ("plain", "zoo"):
-                    steps = (
-                        plain_run(cell, corpus, args) if side == "plain" else zoo_run(cell, ptb, args, tmp)
-                    )
+                    steps = run_side(side, cell, args, ptb, tmp)
                     tps = tokens / (statistics.median(steps[args.warmup :]) / 1e3)
                     runs[side].append(tps)
                     print(f"{cell:9s} round {r} {side:5s} {tps:9.0f} tokens/s", flush=True)

@@ -22,6 +22,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from zoo._malloc import tune_malloc_for_training
+
 #: Attributes a data module may expose after ``__init__`` that are passed to the model's parameter of the
 #: same name. A link applies only when the data module has the attribute and the model takes the parameter.
 LINKED_SIZES = (
@@ -554,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         print_linked = "--print_config" in args
         if print_linked:
             args.remove("--print_config")
+        if args[:1] in (["fit"], ["validate"], ["test"], ["predict"]):
+            tune_malloc_for_training()  # CPU: reuse large per-step buffers instead of page-faulting them
         # LightningCLI warns when given args while sys.argv holds arguments too; they are the same here.
         saved_argv, sys.argv = sys.argv, sys.argv[:1]
         try:
