@@ -4,6 +4,11 @@ Run from the repository root::
 
     python benchmarks/cells.py                      # T = 128 and 512, a few minutes on 2 CPU cores
     python benchmarks/cells.py --T 64 128 512 2048 --repeats 7 --json cells.json
+    python benchmarks/cells.py --clock cpu --threads 1 --json cells.json   # the stable setting
+
+``--clock cpu`` measures process CPU time (``time.process_time``): on a machine shared with other jobs it
+is far steadier than wall time, since time spent waiting for a core is not counted; with more than one
+thread it sums the threads' time, so compare like with like. ``--clock wall`` (default) is elapsed time.
 
 Every module is warmed up, then timed ``--repeats`` times, each run next to a run of ``torch.nn.GRU``;
 the table gives the median time and the median ratio to those neighbouring ``nn.GRU`` runs, so the
@@ -34,11 +39,16 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
+T_CHOICES = (64, 128, 512, 2048)
+
+
 def time_once(fn: Callable[[], None]) -> float:
-    """Wall time of one call of ``fn`` in milliseconds."""
-    start = time.perf_counter()
+    """Time of one call of ``fn`` in milliseconds on the chosen clock (``--clock``)."""
+    start = _clock()
     fn()
-    return 1e3 * (time.perf_counter() - start)
+    return 1e3 * (_clock() - start)
 
 
 def train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
@@ -112,23 +122,39 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| cell | T | ms / batch | ratio to nn.GRU |", "|---|---:|---:|---:|"]
-    for row in rows:
-        lines.append(f"| {row['cell']} | {row['T']} | {row['ms']:.1f} | {row['ratio_to_gru']:.2f} |")
+    """One row per cell; for each T the time per batch and the ratio to ``nn.GRU``, side by side."""
+    lengths = sorted({row["T"] for row in rows})
+    cells = list(dict.fromkeys(row["cell"] for row in rows))
+    by_key = {(row["cell"], row["T"]): row for row in rows}
+    head = "| cell | " + " | ".join(f"T={t} ms | T={t} ×GRU" for t in lengths) + " |"
+    lines = [head, "|---|" + "---:|---:|" * len(lengths)]
+    for cell in cells:
+        parts = []
+        for t in lengths:
+            row = by_key.get((cell, t))
+            parts.append("– | –" if row is None else f"{row['ms']:.1f} | {row['ratio_to_gru']:.2f}")
+        lines.append(f"| {cell} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--T", type=int, nargs="+", default=[128, 512], help="sequence lengths")
+    parser.add_argument(
+        "--T", type=int, nargs="+", default=[128, 512], choices=T_CHOICES, help="sequence lengths"
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall", help="wall: elapsed time; cpu: process CPU time"
+    )
     parser.add_argument("--cells", nargs="+", default=None, help="only these registered cells")
     parser.add_argument("--json", default=None, help="also write the rows and the machine to this file")
     args = parser.parse_args(argv)
+    global _clock
+    _clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = {
@@ -136,10 +162,11 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
+        "clock": args.clock,
         "zoo_cells": zoo.list_cells(),
     }
     print(
-        f"torch {machine['torch']}, {machine['threads']} threads, float32, CPU, "
+        f"torch {machine['torch']}, {machine['threads']} threads, {args.clock} clock, float32, CPU, "
         f"B={args.batch} I={args.input_size} H={args.hidden_size}, forward+backward, median of {args.repeats}"
     )
     rows = run(args)

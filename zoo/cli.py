@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 
+from zoo._malloc import tune_malloc_for_training
 from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
 from zoo.tracking.logger import ZooMLFlowLogger
 from zoo.tracking.uri import TrackingServerUnreachable
@@ -669,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         print_linked = "--print_config" in args
         if print_linked:
             args.remove("--print_config")
+        if args[:1] in (["fit"], ["validate"], ["test"], ["predict"]):
+            tune_malloc_for_training()  # CPU: reuse large per-step buffers instead of page-faulting them
         # LightningCLI reads sys.argv, and under DDP Lightning's launcher re-runs sys.argv for every other
         # rank: it must hold the whole command (cut to the program name, rank 1 got no subcommand).
         saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells._fused import FusedLayer
+from zoo.cells._kernels import gru_reset_before, kernels_enabled
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, uniform_
+from zoo.cells.base import Gates, State, step_mask, uniform_
 from zoo.cells.registry import register_cell
 
 CHO_2014 = "Cho et al. 2014, Learning Phrase Representations using RNN Encoder-Decoder, arXiv:1406.1078"
@@ -101,6 +102,16 @@ class GRUCho(PreparedLoopLayer):
         """``(U_rz^T [H, 2H], U_n^T [H, H])``, views of ``weight_hh``."""
         u_rz, u_n = self.weight_hh.split([2 * self.hidden_size, self.hidden_size])
         return u_rz.t(), u_n.t()
+
+    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
+        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
+        if not kernels_enabled(x, *([state] if isinstance(state, Tensor) else []), *self.parameters()):
+            return super()._forward(x, state, lengths)
+        h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), self.hidden_size)
+        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+        u_rz, u_n = self.weight_hh.split([2 * self.hidden_size, self.hidden_size])
+        # project() already holds both biases (all additive in the reset-before form)
+        return gru_reset_before(self.project(x), h0, u_n, None, u_rz, None, mask)
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
