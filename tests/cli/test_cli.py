@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_zoo
+from cli_support import REPO, run_zoo
 from torch import nn
 
 import zoo

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_zoo, shared_data
+from cli_support import REPO, run_zoo, shared_data
 
 import zoo
 from zoo.cli import LINKED_SIZES

@@ -11,7 +11,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from cli_support import REPO
 
 
 def _clean_env() -> dict[str, str]:

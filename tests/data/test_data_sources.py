@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import SENTIMENT_ROWS, write_csv
+from data_support import SENTIMENT_ROWS, write_csv
 
 from zoo.data.sources import ConlluFormatError, check_columns, iter_conllu, load_splits, read_conllu
 

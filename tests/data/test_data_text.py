@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTIMENT_ROWS, write_csv
+from data_support import SENTIMENT_ROWS, write_csv
 
 from zoo.data import tokenizers as ztok
 from zoo.data.encoding import EncodeText

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HERE, child_env
 from mlflow import MlflowClient
+from tracking_support import HERE, child_env
 
 pytestmark = pytest.mark.slow
 

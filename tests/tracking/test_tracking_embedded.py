@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import child_env
 from lightning.pytorch.cli import LightningCLI
 from mlflow import MlflowClient
+from tracking_support import child_env
 from tracking_toys import ToyClassifier, ToyTextData
 
 from zoo import load_model

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import free_port, stop_process_group, wait_http
 from mlflow import MlflowClient
+from tracking_support import free_port, stop_process_group, wait_http
 from tracking_toys import fit_toy
 
 from zoo import load_model
@@ -106,7 +106,7 @@ def _post(url: str, payload: Any) -> Any:
 def test_serve_scores_json_like_the_model(
     mlflow_server: str, two_fits: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import child_env
+    from tracking_support import child_env
 
     from zoo.tracking import start_server
 

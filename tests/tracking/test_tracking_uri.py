@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from lightning.pytorch.utilities import rank_zero_only
+from tracking_support import free_port
 
 import zoo.tracking.uri
 from zoo.tracking import (

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, child_env, free_port, stop_process_group, wait_http
+from tracking_support import REPO, child_env, free_port, stop_process_group, wait_http
 
 pytestmark = pytest.mark.slow
 DOC = REPO / "docs" / "tracking.md"
