@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from zoo.data.batching import loader_options
 from zoo.data.encoding import datasets_cache
 from zoo.data.sources import DataFiles, check_columns, load_splits
+from zoo.data.splits import SplitDataModule
 
 _ORDER = ("train", "validation", "test")
 
@@ -68,7 +68,7 @@ def _numeric_columns(ds: datasets.Dataset) -> list[str]:
     return out
 
 
-class TimeSeriesData(L.LightningDataModule):
+class TimeSeriesData(SplitDataModule):
     """Multivariate series -> ``{"inputs": Float[B, L, F], "targets": Float[B, horizon, C]}`` (normalised).
 
     Args:
@@ -220,12 +220,3 @@ class TimeSeriesData(L.LightningDataModule):
         return DataLoader(
             self.windows(split), batch_size=self.batch_size, shuffle=train, **self._loader_options
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)

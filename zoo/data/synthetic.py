@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.batching import IGNORE_INDEX, PadCollate, loader_options
+from zoo.data.splits import SplitDataModule
 from zoo.data.text import TextClassificationData
 from zoo.data.tokenizers import cache_key
 
@@ -179,7 +180,7 @@ class _TensorDictDataset(Dataset):
         return {k: v[i] for k, v in self.tensors.items()}
 
 
-class _SyntheticSplits(L.LightningDataModule):
+class _SyntheticSplits(SplitDataModule):
     """Shared loaders for modules that keep one ``Dataset`` per split in ``self.splits``."""
 
     splits: dict[str, Dataset]
@@ -195,15 +196,6 @@ class _SyntheticSplits(L.LightningDataModule):
             collate_fn=self._collate,  # type: ignore[arg-type]
             **self._loader_options,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
 
 
 class CopyTaskData(_SyntheticSplits):

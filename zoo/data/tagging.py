@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
-import lightning as L
 import pyarrow.compute as pc
 from torch.utils.data import DataLoader
 
 from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_options
 from zoo.data.encoding import EncodeWords, datasets_cache, find_pad_id, tokenizer_for
 from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
+from zoo.data.splits import SplitDataModule
 from zoo.data.text import _SPLIT_OF_STAGE, padded_loader
 from zoo.data.tokenizers import UNK, TokenizerKind, id_space_size
 
@@ -38,7 +38,7 @@ def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[s
     return names
 
 
-class TokenTaggingData(L.LightningDataModule):
+class TokenTaggingData(SplitDataModule):
     """Word + tag lists -> ``{"input_ids": Long[B,T], "lengths": Long[B], "tags": Long[B,T]}``.
 
     Every word gets exactly one id (its first sub-token; a word-level tokenizer maps words one to one) and
@@ -239,15 +239,6 @@ class TokenTaggingData(L.LightningDataModule):
         return padded_loader(
             self.packed[split], collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
 
 
 class _IdsToNames:

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import datasets
-import lightning as L
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from zoo.data.batching import (
@@ -25,6 +24,7 @@ from zoo.data.batching import (
 )
 from zoo.data.encoding import EncodeText, datasets_cache, find_pad_id, flat_ids, tokenizer_for
 from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
+from zoo.data.splits import SplitDataModule
 from zoo.data.tokenizers import EOS, TokenizerKind, id_space_size, require_tokens
 
 _SPLIT_OF_STAGE = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
@@ -68,7 +68,7 @@ def resolve_labels(
     return names, ({n: i for i, n in enumerate(names)} if string_labels else None)
 
 
-class TextClassificationData(L.LightningDataModule):
+class TextClassificationData(SplitDataModule):
     """Text + label columns -> ``{"input_ids": Long[B,T], "lengths": Long[B], "labels": Long[B]}``.
 
     Args:
@@ -249,15 +249,6 @@ class TextClassificationData(L.LightningDataModule):
             ds, collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
 
 def padded_loader(
     ds: PackedSequences,
@@ -277,7 +268,7 @@ def padded_loader(
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, **options)
 
 
-class LanguageModelingData(L.LightningDataModule):
+class LanguageModelingData(SplitDataModule):
     """Text -> token stream -> ``{"input_ids": Long[B,T], "targets": Long[B,T], "reset": Bool[]}``.
 
     ``mode="stream"``: truncated BPTT, each batch row continues the previous batch's row (reset marks the
@@ -418,12 +409,3 @@ class LanguageModelingData(L.LightningDataModule):
             collate_fn=WindowCollate(),
             **self._loader_options,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
