@@ -5,10 +5,14 @@ Run from the repository root::
     python benchmarks/cells.py                      # T = 128 and 512, a few minutes on 2 CPU cores
     python benchmarks/cells.py --T 64 128 512 2048 --repeats 7 --json cells.json
     python benchmarks/cells.py --clock cpu --threads 1 --json cells.json   # the stable setting
+    python benchmarks/cells.py --device cuda --T 64 128 512 2048 --json cells_cuda.json
 
 ``--clock cpu`` measures process CPU time (``time.process_time``): on a machine shared with other jobs it
 is far steadier than wall time, since time spent waiting for a core is not counted; with more than one
 thread it sums the threads' time, so compare like with like. ``--clock wall`` (default) is elapsed time.
+``--device cuda`` times on the GPU with the wall clock, synchronising before and after each run;
+``--graphs`` adds each non-fused cell captured whole (forward and backward) as CUDA graphs with
+``torch.cuda.make_graphed_callables``, listed as ``name[graphed]``.
 
 Every module is warmed up, then timed ``--repeats`` times, each run next to a run of ``torch.nn.GRU``;
 the table gives the median time and the median ratio to those neighbouring ``nn.GRU`` runs, so the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -41,13 +46,18 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 _clock = time.perf_counter
+_device = torch.device("cpu")
 T_CHOICES = (64, 128, 512, 2048)
 
 
 def time_once(fn: Callable[[], None]) -> float:
     """Time of one call of ``fn`` in milliseconds on the chosen clock (``--clock``)."""
+    if _device.type == "cuda":
+        torch.cuda.synchronize(_device)
     start = _clock()
     fn()
+    if _device.type == "cuda":
+        torch.cuda.synchronize(_device)
     return 1e3 * (_clock() - start)
 
 
@@ -60,6 +70,18 @@ def train_step(module: nn.Module, x: Tensor) -> Callable[[], None]:
         out.sum().backward()
 
     return run
+
+
+class _Graphed(nn.Module):
+    """A layer's forward and backward for one input shape, captured as CUDA graphs and replayed."""
+
+    def __init__(self, layer: nn.Module, x: Tensor) -> None:
+        super().__init__()
+        self.layer = layer
+        self.graphed = torch.cuda.make_graphed_callables(layer, (x,))
+
+    def forward(self, x: Tensor) -> Any:
+        return self.graphed(x)
 
 
 def baselines(input_size: int, hidden_size: int) -> dict[str, nn.Module]:
@@ -92,9 +114,18 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     torch.manual_seed(0)
     rows: list[dict[str, Any]] = []
     for T in args.T:
-        x = torch.randn(args.batch, T, args.input_size)
+        x = torch.randn(args.batch, T, args.input_size, device=_device)
         modules = {**baselines(args.input_size, args.hidden_size)}
         modules.update(cells_to_time(args.input_size, args.hidden_size, args.cells))
+        modules = {name: module.to(_device) for name, module in modules.items()}
+        if args.graphs:
+            for name in [n for n in modules if n.split("[")[0] in list_cells()]:
+                if zoo.get_cell_spec(name.split("[")[0]).fused:
+                    continue
+                try:
+                    modules[name + "[graphed]"] = _Graphed(modules[name], x)
+                except Exception as err:  # a cell that cannot be captured is reported, not fatal
+                    print(f"  T={T:5d} {name}[graphed] not captured: {err!r}", flush=True)
         steps = {name: train_step(module, x) for name, module in modules.items()}
         gru = steps["torch.nn.GRU"]
         for fn in steps.values():  # warm-up: allocator, oneDNN primitives, first-call dispatch
@@ -151,10 +182,22 @@ def main(argv: list[str] | None = None) -> None:
         "--clock", choices=sorted(CLOCKS), default="wall", help="wall: elapsed time; cpu: process CPU time"
     )
     parser.add_argument("--cells", nargs="+", default=None, help="only these registered cells")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cuda times with the wall clock)")
+    parser.add_argument("--graphs", action="store_true", help="with --device cuda: also time CUDA graphs")
     parser.add_argument("--json", default=None, help="also write the rows and the machine to this file")
     args = parser.parse_args(argv)
-    global _clock
+    global _clock, _device
     _clock = CLOCKS[args.clock]
+    _device = torch.device(args.device)
+    if _device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here; use --device cpu")
+        if args.clock != "wall":
+            parser.error("--device cuda times with --clock wall (CPU time does not count GPU work)")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif args.graphs:
+        parser.error("--graphs needs --device cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = {
@@ -163,10 +206,13 @@ def main(argv: list[str] | None = None) -> None:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "clock": args.clock,
+        "device": torch.cuda.get_device_name(_device) if _device.type == "cuda" else "cpu",
+        "kernels": os.environ.get("ZOO_KERNELS", "1"),
         "zoo_cells": zoo.list_cells(),
     }
     print(
-        f"torch {machine['torch']}, {machine['threads']} threads, {args.clock} clock, float32, CPU, "
+        f"torch {machine['torch']}, {machine['threads']} threads, {args.clock} clock, float32, "
+        f"{machine['device']}, ZOO_KERNELS={machine['kernels']}, "
         f"B={args.batch} I={args.input_size} H={args.hidden_size}, forward+backward, median of {args.repeats}"
     )
     rows = run(args)

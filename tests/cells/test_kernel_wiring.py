@@ -66,3 +66,23 @@ def test_kernel_path_is_taken(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
     with K.use_kernels(False):
         cell(torch.randn(B, T, I))
     assert not calls
+
+
+@pytest.mark.parametrize("name", WIRED)
+@pytest.mark.parametrize("with_lengths", [True, False])
+def test_kernels_allocate_on_the_input_device(
+    name: str, with_lengths: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every buffer the kernels make lives on the input's device (they also run on CUDA).
+
+    Run on the ``meta`` device, which mixes with no other: a buffer made on the CPU by mistake raises
+    here, on a machine without a GPU, instead of on the first CUDA run.
+    """
+    monkeypatch.setattr(K, "_ANY_DEVICE", True)
+    cell = build_cell(name, I, H, **({"mode": "loop"} if name.startswith("min_") else {})).to("meta")
+    x = torch.randn(B, T, I, device="meta", requires_grad=True)
+    h0 = torch.randn(B, H, device="meta", requires_grad=True)
+    out, state = cell(x, h0, LENGTHS if with_lengths else None)
+    (out.sum() + state.sum()).backward()
+    assert x.grad is not None and x.grad.device.type == "meta"
+    assert h0.grad is not None and all(p.grad is not None for p in cell.parameters())
