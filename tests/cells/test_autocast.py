@@ -43,3 +43,35 @@ def test_encoder_under_bf16_autocast_carries_its_state(cell: str) -> None:
         out, _ = enc(x[:, 5:], state)  # the carried state of truncated BPTT, as the LM uses it
     full, _ = enc(x)
     assert (out.float() - full[:, 5:]).abs().max() < TOL
+
+
+@pytest.mark.parametrize("name", ["gru_cho", "gru1", "gru2", "gru3", "mgu", "min_gru", "min_lstm"])
+def test_kernel_cells_run_their_kernel_in_float32_under_autocast(name: str) -> None:
+    """Under bf16 autocast the hand-written kernel still runs, on the float32 state, like the step loop.
+
+    Only the input projection is bf16; the kernel path and the step loop (kernels off) then compute the
+    same float32 recurrence from the same bf16 projection, so they agree to float32 rounding.
+    """
+    from zoo.cells import _kernels as K
+
+    torch.manual_seed(0)
+    options = {"mode": "loop"} if name.startswith("min_") else {}
+    layer = build_cell(name, 8, 16, **options)
+    x = torch.randn(3, 7, 8)
+    calls: list[int] = []
+    functions = [getattr(K, n) for n in ("_GRUResetBefore", "_MGU", "_MinGRU", "_LinearRecurrence")]
+    originals = [f.apply for f in functions]
+    try:
+        for f, orig in zip(functions, originals, strict=True):
+            f.apply = lambda *a, _o=orig: (calls.append(1), _o(*a))[1]  # type: ignore[method-assign]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, state = layer(x)
+            with K.use_kernels(False):
+                ref_out, ref_state = layer(x)
+    finally:
+        for f, orig in zip(functions, originals, strict=True):
+            f.apply = orig  # type: ignore[method-assign]
+    assert calls, f"{name} left its kernel under autocast"
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(state, ref_state, atol=1e-6, rtol=1e-5)

@@ -16,13 +16,14 @@ Contract (batch first, always):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 State: TypeAlias = Tensor | tuple[Tensor, ...]
 Gates: TypeAlias = dict[str, Tensor]
+_Out = TypeVar("_Out")
 
 
 def map_state(fn: Callable[..., Tensor], *states: State) -> State:
@@ -271,6 +272,19 @@ class LoopLayer(RecurrentLayer):
         self, x: Tensor, state: State | None, lengths: Tensor | None
     ) -> tuple[Tensor, State, Gates]:
         return self._run(x, state, lengths, gates=True)
+
+
+def run_kernel(kernel: Callable[..., _Out], proj: Tensor, h0: Tensor, *args: Any) -> _Out:
+    """``kernel(proj, h0, *args)`` in the state's precision with autocast off, as ``LoopLayer`` runs its loop.
+
+    Under bf16 autocast ``proj`` (the input projection) arrives in bf16; the hand-written kernels of
+    ``zoo.cells._kernels`` take float32/float64 only, and the recurrence runs in the state's precision.
+    """
+    device_type = proj.device.type
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
+        return kernel(proj.to(h0.dtype), h0, *args)
+    with torch.autocast(device_type=device_type, enabled=False):
+        return kernel(proj.to(h0.dtype), h0, *args)
 
 
 def uniform_(params: Sequence[Tensor], hidden_size: int) -> None:

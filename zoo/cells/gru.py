@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from zoo.cells._fused import FusedLayer
 from zoo.cells._kernels import gru_reset_before, kernels_enabled
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, step_mask, uniform_
+from zoo.cells.base import Gates, State, run_kernel, step_mask, uniform_
 from zoo.cells.registry import register_cell
 
 CHO_2014 = "Cho et al. 2014, Learning Phrase Representations using RNN Encoder-Decoder, arXiv:1406.1078"
@@ -111,7 +111,7 @@ class GRUCho(PreparedLoopLayer):
         mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
         u_rz, u_n = self.weight_hh.split([2 * self.hidden_size, self.hidden_size])
         # project() already holds both biases (all additive in the reset-before form)
-        return gru_reset_before(self.project(x), h0, u_n, None, u_rz, None, mask)
+        return run_kernel(gru_reset_before, self.project(x), h0, u_n, None, u_rz, None, mask)
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)

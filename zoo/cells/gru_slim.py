@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from zoo.cells._kernels import gru_reset_before, kernels_enabled
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, step_mask, uniform_
+from zoo.cells.base import Gates, State, run_kernel, step_mask, uniform_
 from zoo.cells.registry import register_cell
 
 DEY_SALEM_2017 = (
@@ -67,7 +67,7 @@ class _GateVariantGRU(PreparedLoopLayer):
         u_rz = self.weight_hh[: 2 * h] if self.gates_see_state else None
         b_rz = self.bias[: 2 * h] if self.gates_have_bias else None
         # project() already holds b_n
-        return gru_reset_before(self.project(x), h0, u_n, None, u_rz, b_rz, mask)
+        return run_kernel(gru_reset_before, self.project(x), h0, u_n, None, u_rz, b_rz, mask)
 
     def gate_values(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """``(r, z)`` from the previous state and :meth:`prepare`'s tensors (``U_n^T`` first), each

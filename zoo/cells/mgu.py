@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from zoo.cells._kernels import kernels_enabled, mgu
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, step_mask, uniform_
+from zoo.cells.base import Gates, State, run_kernel, step_mask, uniform_
 from zoo.cells.registry import register_cell
 
 ZHOU_2016 = "Zhou, Wu, Zhang & Zhou 2016, Minimal Gated Unit for Recurrent Neural Networks, arXiv:1603.09420"
@@ -63,7 +63,7 @@ class MGU(PreparedLoopLayer):
         mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
         u_f, u_h = self.weight_hh.chunk(2)
         # project() already holds both biases
-        return mgu(self.project(x), h0, u_f, None, u_h, None, mask)
+        return run_kernel(mgu, self.project(x), h0, u_f, None, u_h, None, mask)
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)

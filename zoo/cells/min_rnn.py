@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from zoo.cells._kernels import kernels_enabled, linear_recurrence, min_gru
 from zoo.cells._scan import MODES, linear_scan
-from zoo.cells.base import Gates, RecurrentLayer, State, step_mask
+from zoo.cells.base import Gates, RecurrentLayer, State, run_kernel, step_mask
 from zoo.cells.registry import register_cell
 
 FENG_2024 = "Feng et al. 2024, Were RNNs All We Needed?, arXiv:2410.01201"
@@ -69,20 +69,25 @@ class _MinRNN(RecurrentLayer):
         return h, h
 
     def _run(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State, Gates]:
-        batch, time, _ = x.shape
-        h0 = state if state is not None else x.new_zeros(batch, self.hidden_size)
+        h0 = state if state is not None else x.new_zeros(x.size(0), self.hidden_size)
         assert isinstance(h0, Tensor)
-        a, b, gates = self.coefficients(self.linear(x))
+        # under autocast only the projection is low precision: a bf16 scan would compound its rounding
+        # over every step, so the coefficients and the scan run in the state's precision
+        return run_kernel(self._recurrence, self.linear(x), h0, lengths)
+
+    def _recurrence(self, proj: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, State, Gates]:
+        time = proj.size(1)
+        a, b, gates = self.coefficients(proj)
         mask = None
         if lengths is not None:
             # padding steps carry the state unchanged: a = 1, b = 0
-            mask = step_mask(lengths, time, x.device)
+            mask = step_mask(lengths, time, proj.device)
             a = torch.where(mask, a, 1.0)
             b = torch.where(mask, b, 0.0)
         if time == 1:
             h = torch.addcmul(b[:, 0], a[:, 0], h0).unsqueeze(1)
         else:
-            h = linear_scan(a, b, h0, choose_algorithm(self.mode, time, x.device))
+            h = linear_scan(a, b, h0, choose_algorithm(self.mode, time, proj.device))
         new_state = h[:, -1]
         if mask is not None:
             h = h * mask
@@ -104,7 +109,7 @@ class _MinRNN(RecurrentLayer):
         ):
             h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), self.hidden_size)
             mask = None if lengths is None else step_mask(lengths, time, x.device)
-            return self.kernel(self.linear(x), h0, mask)
+            return run_kernel(self.kernel, self.linear(x), h0, mask)
         out, new_state, _ = self._run(x, state, lengths)
         return out, new_state
 
