@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -102,13 +102,18 @@ def kernels_enabled(*tensors: Tensor | None) -> bool:
     return True
 
 
-# -- helpers -----------------------------------------------------------------------------------------
+# -- shared scaffolding ------------------------------------------------------------------------------
 
 
 def _time_major(t: Tensor | None, batch_first: bool) -> Tensor | None:
     if t is None:
         return None
     return t.transpose(0, 1) if batch_first else t
+
+
+def _inputs(batch_first: bool, mask: Tensor | None, *seqs: Tensor) -> tuple[Tensor | None, list[Tensor]]:
+    """The step mask and the per-step sequences, all time-major (``[T, B, ...]``) views."""
+    return _time_major(mask, batch_first), [s.transpose(0, 1) if batch_first else s for s in seqs]
 
 
 def _output(hs: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
@@ -125,6 +130,41 @@ def _output(hs: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
     return out
 
 
+def _recur(
+    h0: Tensor | None,
+    like: Tensor,
+    mask: Tensor | None,
+    step: Callable[[int, Tensor, Tensor], object],
+) -> Tensor:
+    """The forward time loop into one preallocated ``[T + 1, B, H]`` state buffer (``hs[0] = h0``).
+
+    ``step(t, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer);
+    a padding step then keeps the previous state. ``like`` is any time-major ``[T, B, H]`` tensor.
+    """
+    time, batch, hid = like.size(0), like.size(1), like.size(2)
+    hs = like.new_empty(time + 1, batch, hid)
+    if h0 is None:
+        hs[0].zero_()
+    else:
+        hs[0] = h0
+    hs_l = hs.unbind(0)
+    masks = mask.unbind(0) if mask is not None else None
+    for t in range(time):
+        step(t, hs_l[t], hs_l[t + 1])
+        if masks is not None:
+            torch.where(masks[t], hs_l[t + 1], hs_l[t], out=hs_l[t + 1])
+    return hs
+
+
+def _finish(
+    ctx: Any, hs: Tensor, mask: Tensor | None, batch_first: bool, *buffers: Any
+) -> tuple[Tensor, Tensor]:
+    """Keep what the backward needs on ``ctx``; return ``(output, h_T)`` from the state buffer."""
+    ctx.buffers = (hs, mask, *buffers)
+    ctx.batch_first = batch_first
+    return _output(hs[1:], mask, batch_first), hs[hs.size(0) - 1].clone()
+
+
 def _grad_out(grad: Tensor | None, like: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
     """Incoming output gradient as a contiguous ``[T, B, H]`` tensor, zero on padding."""
     if grad is None:
@@ -134,8 +174,82 @@ def _grad_out(grad: Tensor | None, like: Tensor, mask: Tensor | None, batch_firs
     return g
 
 
-def _grad_in(d_tm: Tensor, batch_first: bool) -> Tensor:
+def _grad_in(d_tm: Tensor | None, batch_first: bool) -> Tensor | None:
+    if d_tm is None:
+        return None
     return d_tm.transpose(0, 1) if batch_first else d_tm
+
+
+def _reverse(
+    go: Tensor, grad_ht: Tensor | None, keep: Tensor, step: Callable[[int, Tensor, Tensor], object]
+) -> Tensor:
+    """The reverse time loop of a gated recurrence; returns the gradient of ``h0``.
+
+    From ``dh_{T-1} = go_{T-1} + grad_hT`` it runs ``dh_{t-1} = go_{t-1} + keep_t ⊙ dh_t + (...)``,
+    where ``step(t, dh_t, acc)`` fills the kernel's per-step gradient slots from ``dh_t`` and adds its
+    recurrent terms (matmuls through ``U``) into ``acc``, which already holds the first two terms.
+    """
+    time = go.size(0)
+    dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
+    bufs = (torch.empty_like(dh), torch.empty_like(dh))
+    go_l, k_l = go.unbind(0), keep.unbind(0)
+    for t in range(time - 1, -1, -1):
+        nxt = bufs[t % 2]
+        if t > 0:
+            torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
+        else:
+            torch.mul(dh, k_l[t], out=nxt)
+        step(t, dh, nxt)
+        dh = nxt
+    return dh
+
+
+def _keep(keep: Tensor, q: Tensor, mask: Tensor | None) -> Tensor:
+    """Mask the per-step factors ``q`` in place; a padding step's ``keep`` is 1 (gradient passes)."""
+    if mask is None:
+        return keep
+    q.mul_(mask.unsqueeze(-1))
+    return torch.where(mask, keep, 1.0)
+
+
+def _wgrad(need: bool, d: Tensor, x: Tensor) -> Tensor | None:
+    """Gradient of a recurrent weight over all steps at once: ``d^T x`` with ``d`` ``[T*B, rows]``."""
+    return d.t() @ x.reshape(-1, x.size(-1)) if need else None
+
+
+def _bgrad(need: bool, d: Tensor) -> Tensor | None:
+    return d.sum(0) if need else None
+
+
+def _dispatch(
+    function: type[torch.autograd.Function],
+    loop: Callable[..., tuple[Tensor, Tensor]],
+    args: tuple[Tensor | None, ...],
+    mask: Tensor | None,
+    batch_first: bool,
+) -> tuple[Tensor, Tensor]:
+    """The kernel where :func:`kernels_enabled` allows it, else the plain autograd loop."""
+    if kernels_enabled(*args):
+        out, ht = function.apply(*args, mask, batch_first)
+        return out, ht
+    return loop(*args, mask, batch_first=batch_first)
+
+
+def _autograd_loop(
+    step: Callable[..., Tensor], h0: Tensor, mask: Tensor | None, batch_first: bool, *seqs: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Reference loop under autograd: ``h = step(h, *seqs[t])``; time-major ``seqs`` and ``mask``."""
+    h = h0
+    outs = []
+    for t, xs in enumerate(zip(*(s.unbind(0) for s in seqs), strict=True)):
+        new = step(h, *xs)
+        if mask is not None:
+            new = torch.where(mask[t], new, h)
+            outs.append(new * mask[t])
+        else:
+            outs.append(new)
+        h = new
+    return torch.stack(outs, 1 if batch_first else 0), h
 
 
 def _check(gi: Tensor, h0: Tensor, blocks: int, batch_first: bool, mask: Tensor | None) -> None:
@@ -156,7 +270,23 @@ def _check(gi: Tensor, h0: Tensor, blocks: int, batch_first: bool, mask: Tensor 
             )
 
 
+def _check_pair(
+    a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool, na: str, nb: str
+) -> None:
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(
+            f"{na} and {nb} must be 3-d tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
+        )
+    if h0 is not None:
+        _check(b, h0, 1, batch_first, mask)
+
+
 # -- (a) reset-after GRU (torch / cuDNN form) ---------------------------------------------------------
+
+
+def _swap_zn(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[r, z, n]`` <-> ``[r, n, z]`` (its own inverse)."""
+    return torch.cat([t[:hid], t[2 * hid :], t[hid : 2 * hid]])
 
 
 class _GRUResetAfter(torch.autograd.Function):
@@ -170,13 +300,9 @@ class _GRUResetAfter(torch.autograd.Function):
         mask: Tensor | None,
         batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, three_h = gi_tm.shape
         hid = three_h // 3
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
         # gh[t] = [gi_rz + U_rz h + c_rz | U_n h + c_n]: the biases (and gi_rz) are written for all
         # steps at once, so each step is an in-place addmm (its n block is needed backward)
         gh = gi.new_empty(time, batch, three_h)
@@ -190,10 +316,9 @@ class _GRUResetAfter(torch.autograd.Function):
         n = gi.new_empty(time, batch, hid)
         u_t = weight_hh.t()
         gi_n = gi_tm[..., 2 * hid :].unbind(0)
-        gh_l, rz_l, n_l, hs_l = gh.unbind(0), rz.unbind(0), n.unbind(0), hs.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            h = hs_l[t]
+        gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
             g = gh_l[t]
             g.addmm_(h, u_t)
             a = rz_l[t]
@@ -201,20 +326,18 @@ class _GRUResetAfter(torch.autograd.Function):
             nt = n_l[t]
             torch.addcmul(gi_n[t], a[:, :hid], g[:, 2 * hid :], out=nt)
             nt.tanh_()
-            torch.lerp(nt, h, a[:, hid:], out=hs_l[t + 1])  # (1 - z) n + z h
-            if masks is not None:
-                torch.where(masks[t], hs_l[t + 1], h, out=hs_l[t + 1])
+            torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
+
+        hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_hh)
-        ctx.buffers = (hs, gh, rz, n, mask_tm)
-        ctx.batch_first = batch_first
         ctx.has_bias = bias_hh is not None
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        return _finish(ctx, hs, mask_tm, batch_first, gh, rz, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         (weight_hh,) = ctx.saved_tensors
-        hs, gh, rz, n, mask = ctx.buffers
+        hs, mask, gh, rz, n = ctx.buffers
         bf = ctx.batch_first
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
@@ -227,42 +350,36 @@ class _GRUResetAfter(torch.autograd.Function):
         p = torch.empty(time, batch, 2, hid, dtype=n.dtype)
         torch.mul(gh[..., 2 * hid :], r * (1 - r), out=p[:, :, 0])  # d n-pre / d r-pre
         p[:, :, 1] = r  # d n-pre / d (U_n h + c_n)
-        if mask is not None:
-            q.mul_(mask.unsqueeze(-1))
-            z = torch.where(mask, z, 1.0)  # a padding step passes the gradient through unchanged
+        keep = _keep(z, q, mask)
         # per-step gradient slots [dr, d(U_n h), dz, dn]; the first three meet U with rows (r, n, z)
         d = torch.empty(time, batch, 4, hid, dtype=n.dtype)
-        u = weight_hh
-        u_perm = torch.cat([u[:hid], u[2 * hid :], u[hid : 2 * hid]])
-        dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
-        bufs = (torch.empty_like(dh), torch.empty_like(dh))
-        d_l, q_l, p_l, z_l, go_l = d.unbind(0), q.unbind(0), p.unbind(0), z.unbind(0), go.unbind(0)
-        for t in range(time - 1, -1, -1):
+        u_perm = _swap_zn(weight_hh, hid)
+        d_l, q_l, p_l = d.unbind(0), q.unbind(0), p.unbind(0)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
             dt = d_l[t]
             torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 2:])
             torch.mul(dt[:, 3:], p_l[t], out=dt[:, :2])
-            nxt = bufs[t % 2]
-            if t > 0:
-                torch.addcmul(go_l[t - 1], dh, z_l[t], out=nxt)
-            else:
-                torch.mul(dh, z_l[t], out=nxt)
-            nxt.addmm_(dt[:, :3].reshape(batch, 3 * hid), u_perm)
-            dh = nxt
-        d_flat = d.view(time * batch, 4 * hid)
-        g_gi = g_w = g_b = None
-        if ctx.needs_input_grad[0]:
-            g_gi_tm = torch.empty(time, batch, 3 * hid, dtype=n.dtype)
-            g_gi_tm[..., :hid] = d[:, :, 0]
-            g_gi_tm[..., hid:] = d[:, :, 2:].reshape(time, batch, 2 * hid)
-            g_gi = _grad_in(g_gi_tm, bf)
-        if ctx.needs_input_grad[2]:
-            gw = d_flat[:, : 3 * hid].t() @ hp.reshape(time * batch, hid)
-            g_w = torch.cat([gw[:hid], gw[2 * hid :], gw[hid : 2 * hid]])
-        if ctx.has_bias and ctx.needs_input_grad[3]:
-            gb = d_flat[:, : 3 * hid].sum(0)
-            g_b = torch.cat([gb[:hid], gb[2 * hid :], gb[hid : 2 * hid]])
-        g_h0 = dh if ctx.needs_input_grad[1] else None
-        return g_gi, g_h0, g_w, g_b, None, None
+            acc.addmm_(dt[:, :3].reshape(batch, 3 * hid), u_perm)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
+        needs = ctx.needs_input_grad
+        d_u = d.view(time * batch, 4 * hid)[:, : 3 * hid]
+        g_gi = None
+        if needs[0]:
+            g_gi = torch.empty(time, batch, 3 * hid, dtype=n.dtype)
+            g_gi[..., :hid] = d[:, :, 0]
+            g_gi[..., hid:] = d[:, :, 2:].reshape(time, batch, 2 * hid)
+        g_w = _wgrad(needs[2], d_u, hp)
+        g_b = _bgrad(ctx.has_bias and needs[3], d_u)
+        return (
+            _grad_in(g_gi, bf),
+            dh0 if needs[1] else None,
+            None if g_w is None else _swap_zn(g_w, hid),
+            None if g_b is None else _swap_zn(g_b, hid),
+            None,
+            None,
+        )
 
 
 def gru_reset_after_loop(
@@ -275,26 +392,18 @@ def gru_reset_after_loop(
     batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`gru_reset_after` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
         ghh = torch.nn.functional.linear(h, weight_hh, bias_hh)
         xr, xz, xn = g.chunk(3, -1)
         hr, hz, hn = ghh.chunk(3, -1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         nn_ = torch.tanh(xn + r * hn)
-        new = (1 - z) * nn_ + z * h
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+        return (1 - z) * nn_ + z * h
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
 
 
 def gru_reset_after(
@@ -323,10 +432,7 @@ def gru_reset_after(
         ``(output [B, T, H], h_T [B, H])``.
     """
     _check(gi, h0, 3, batch_first, mask)
-    if kernels_enabled(gi, h0, weight_hh, bias_hh):
-        out, ht = _GRUResetAfter.apply(gi, h0, weight_hh, bias_hh, mask, batch_first)
-        return out, ht
-    return gru_reset_after_loop(gi, h0, weight_hh, bias_hh, mask, batch_first=batch_first)
+    return _dispatch(_GRUResetAfter, gru_reset_after_loop, (gi, h0, weight_hh, bias_hh), mask, batch_first)
 
 
 # -- (b) reset-before GRU (Cho 2014 v3) and its slim variants (Dey & Salem 2017) ----------------------
@@ -355,9 +461,7 @@ class _GRUResetBefore(torch.autograd.Function):
         mask: Tensor | None,
         batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, width = gi_tm.shape
         hid = h0.size(1)
         gates_in = width == 3 * hid
@@ -365,18 +469,14 @@ class _GRUResetBefore(torch.autograd.Function):
         n = _gate_input(gi_n, bias_n, gi_tm, hid)  # each step adds (r h) U_n^T in place
         # gates' input side for every step at once; constant gates (gru3) are finished here too
         rz = _gate_input(gi_tm[..., : 2 * hid] if gates_in else None, bias_gates, gi_tm, 2 * hid)
-        recurrent_gates = weight_gates is not None
-        if not recurrent_gates:
+        if weight_gates is None:
             rz.sigmoid_()
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
         rh = gi.new_empty(time, batch, hid)
         un_t = weight_n.t()
         ug_t = weight_gates.t() if weight_gates is not None else None
-        rz_l, rh_l, n_l, hs_l = rz.unbind(0), rh.unbind(0), n.unbind(0), hs.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            h = hs_l[t]
+        rz_l, rh_l, n_l = rz.unbind(0), rh.unbind(0), n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
             a = rz_l[t]
             if ug_t is not None:
                 a.addmm_(h, ug_t)
@@ -385,20 +485,20 @@ class _GRUResetBefore(torch.autograd.Function):
             nt = n_l[t]
             nt.addmm_(rh_l[t], un_t)
             nt.tanh_()
-            torch.lerp(nt, h, a[:, hid:], out=hs_l[t + 1])
-            if masks is not None:
-                torch.where(masks[t], hs_l[t + 1], h, out=hs_l[t + 1])
+            torch.lerp(nt, h, a[:, hid:], out=out)
+
+        hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_n, weight_gates)
-        ctx.buffers = (hs, rz, rh, n, mask_tm)
-        ctx.flags = (batch_first, gates_in, bias_n is not None, bias_gates is not None)
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        ctx.flags = (gates_in, bias_n is not None, bias_gates is not None)
+        return _finish(ctx, hs, mask_tm, batch_first, rz, rh, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_n, weight_gates = ctx.saved_tensors
-        hs, rz, rh, n, mask = ctx.buffers
-        bf, gates_in, has_bn, has_bg = ctx.flags
+        hs, mask, rz, rh, n = ctx.buffers
+        bf = ctx.batch_first
+        gates_in, has_bn, has_bg = ctx.flags
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
@@ -407,47 +507,39 @@ class _GRUResetBefore(torch.autograd.Function):
         torch.mul(hp - n, z * (1 - z), out=q[:, :, 0])
         torch.mul(1 - z, 1 - n * n, out=q[:, :, 1])
         a_r = hp * r * (1 - r)
-        if mask is not None:
-            q.mul_(mask.unsqueeze(-1))
-            z = torch.where(mask, z, 1.0)
+        keep = _keep(z, q, mask)
         d = torch.empty(time, batch, 3, hid, dtype=n.dtype)  # slots [dr, dz, dn]
         drh = torch.empty(time, batch, hid, dtype=n.dtype)
-        dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
-        bufs = (torch.empty_like(dh), torch.empty_like(dh))
-        d_l, q_l, z_l, r_l, go_l = d.unbind(0), q.unbind(0), z.unbind(0), r.unbind(0), go.unbind(0)
-        drh_l, ar_l = drh.unbind(0), a_r.unbind(0)
-        for t in range(time - 1, -1, -1):
+        d_l, q_l, r_l, drh_l, ar_l = d.unbind(0), q.unbind(0), r.unbind(0), drh.unbind(0), a_r.unbind(0)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
             dt = d_l[t]
             torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 1:])
             torch.mm(dt[:, 2], weight_n, out=drh_l[t])
-            nxt = bufs[t % 2]
-            if t > 0:
-                torch.addcmul(go_l[t - 1], dh, z_l[t], out=nxt)
-            else:
-                torch.mul(dh, z_l[t], out=nxt)
-            nxt.addcmul_(drh_l[t], r_l[t])
+            acc.addcmul_(drh_l[t], r_l[t])
             if weight_gates is not None:
                 torch.mul(drh_l[t], ar_l[t], out=dt[:, 0])
-                nxt.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
-            dh = nxt
+                acc.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
         if weight_gates is None:
             torch.mul(drh, a_r, out=d[:, :, 0])
         d_flat = d.view(time * batch, 3 * hid)
         d_gates, d_n = d_flat[:, : 2 * hid], d_flat[:, 2 * hid :]
         needs = ctx.needs_input_grad
-        g_gi = g_un = g_bn = g_ug = g_bg = None
+        g_gi = None
         if needs[0]:
-            g_gi = _grad_in(d.view(time, batch, 3 * hid) if gates_in else d[:, :, 2], bf)
-        if needs[2]:
-            g_un = d_n.t() @ rh.view(time * batch, hid)
-        if has_bn and needs[3]:
-            g_bn = d_n.sum(0)
-        if weight_gates is not None and needs[4]:
-            g_ug = d_gates.t() @ hp.reshape(time * batch, hid)
-        if has_bg and needs[5]:
-            g_bg = d_gates.sum(0)
-        g_h0 = dh if needs[1] else None
-        return g_gi, g_h0, g_un, g_bn, g_ug, g_bg, None, None
+            g_gi = d.view(time, batch, 3 * hid) if gates_in else d[:, :, 2]
+        return (
+            _grad_in(g_gi, bf),
+            dh0 if needs[1] else None,
+            _wgrad(needs[2], d_n, rh),
+            _bgrad(has_bn and needs[3], d_n),
+            _wgrad(weight_gates is not None and needs[4], d_gates, hp),
+            _bgrad(has_bg and needs[5], d_gates),
+            None,
+            None,
+        )
 
 
 def gru_reset_before_loop(
@@ -462,14 +554,11 @@ def gru_reset_before_loop(
     batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`gru_reset_before` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
     hid = h0.size(1)
     gates_in = gi_tm.size(-1) == 3 * hid
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
         pre = g[:, : 2 * hid] if gates_in else torch.zeros_like(g[:, :1]).expand(-1, 2 * hid)
         if weight_gates is not None:
             pre = pre + torch.nn.functional.linear(h, weight_gates)
@@ -478,14 +567,9 @@ def gru_reset_before_loop(
         r, z = torch.sigmoid(pre).chunk(2, -1)
         xn = g[:, 2 * hid :] if gates_in else g
         cand = torch.tanh(xn + torch.nn.functional.linear(r * h, weight_n, bias_n))
-        new = (1 - z) * cand + z * h
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+        return (1 - z) * cand + z * h
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
 
 
 def gru_reset_before(
@@ -521,12 +605,8 @@ def gru_reset_before(
     """
     hid = h0.size(-1) if h0.dim() == 2 else 0
     _check(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, batch_first, mask)
-    if kernels_enabled(gi, h0, weight_n, bias_n, weight_gates, bias_gates):
-        out, ht = _GRUResetBefore.apply(gi, h0, weight_n, bias_n, weight_gates, bias_gates, mask, batch_first)
-        return out, ht
-    return gru_reset_before_loop(
-        gi, h0, weight_n, bias_n, weight_gates, bias_gates, mask, batch_first=batch_first
-    )
+    args = (gi, h0, weight_n, bias_n, weight_gates, bias_gates)
+    return _dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask, batch_first)
 
 
 # -- (c) MGU (Zhou et al. 2016), write convention ------------------------------------------------------
@@ -545,21 +625,16 @@ class _MGU(torch.autograd.Function):
         mask: Tensor | None,
         batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
         f = _gate_input(gi_tm[..., :hid], bias_f, gi_tm, hid)
         n = _gate_input(gi_tm[..., hid:], bias_h, gi_tm, hid)
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
         fh = gi.new_empty(time, batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
-        f_l, fh_l, n_l, hs_l = f.unbind(0), fh.unbind(0), n.unbind(0), hs.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            h = hs_l[t]
+        f_l, fh_l, n_l = f.unbind(0), fh.unbind(0), n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
             ft = f_l[t]
             ft.addmm_(h, uf_t)
             ft.sigmoid_()
@@ -567,20 +642,20 @@ class _MGU(torch.autograd.Function):
             nt = n_l[t]
             nt.addmm_(fh_l[t], uh_t)
             nt.tanh_()
-            torch.lerp(h, nt, ft, out=hs_l[t + 1])  # (1 - f) h + f h~
-            if masks is not None:
-                torch.where(masks[t], hs_l[t + 1], h, out=hs_l[t + 1])
+            torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
+
+        hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_f, weight_h)
-        ctx.buffers = (hs, f, fh, n, mask_tm)
-        ctx.flags = (batch_first, bias_f is not None, bias_h is not None)
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        ctx.flags = (bias_f is not None, bias_h is not None)
+        return _finish(ctx, hs, mask_tm, batch_first, f, fh, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_f, weight_h = ctx.saved_tensors
-        hs, f, fh, n, mask = ctx.buffers
-        bf, has_bf, has_bh = ctx.flags
+        hs, mask, f, fh, n = ctx.buffers
+        bf = ctx.batch_first
+        has_bf, has_bh = ctx.flags
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
@@ -589,45 +664,33 @@ class _MGU(torch.autograd.Function):
         torch.mul(n - hp, df_, out=q[:, :, 0])  # d h / d f-pre via the update
         torch.mul(f, 1 - n * n, out=q[:, :, 1])  # d h / d candidate-pre
         a_f2 = hp * df_  # d (f h) / d f-pre
-        keep = 1 - f
-        if mask is not None:
-            q.mul_(mask.unsqueeze(-1))
-            keep = torch.where(mask, keep, 1.0)
+        keep = _keep(1 - f, q, mask)
         d = torch.empty(time, batch, 2, hid, dtype=n.dtype)  # slots [df, dn]
         dfh = torch.empty(time, batch, hid, dtype=n.dtype)
-        dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
-        bufs = (torch.empty_like(dh), torch.empty_like(dh))
-        d_l, q_l, k_l, f_l, go_l = d.unbind(0), q.unbind(0), keep.unbind(0), f.unbind(0), go.unbind(0)
-        dfh_l, a_l = dfh.unbind(0), a_f2.unbind(0)
-        for t in range(time - 1, -1, -1):
+        d_l, q_l, f_l, dfh_l, a_l = d.unbind(0), q.unbind(0), f.unbind(0), dfh.unbind(0), a_f2.unbind(0)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
             dt = d_l[t]
             torch.mul(dh.unsqueeze(1), q_l[t], out=dt)
             torch.mm(dt[:, 1], weight_h, out=dfh_l[t])
             dt[:, 0].addcmul_(dfh_l[t], a_l[t])
-            nxt = bufs[t % 2]
-            if t > 0:
-                torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
-            else:
-                torch.mul(dh, k_l[t], out=nxt)
-            nxt.addcmul_(dfh_l[t], f_l[t])
-            nxt.addmm_(dt[:, 0], weight_f)
-            dh = nxt
+            acc.addcmul_(dfh_l[t], f_l[t])
+            acc.addmm_(dt[:, 0], weight_f)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
         d_flat = d.view(time * batch, 2 * hid)
         d_f, d_n = d_flat[:, :hid], d_flat[:, hid:]
         needs = ctx.needs_input_grad
-        g_gi = g_uf = g_bf = g_uh = g_bh = None
-        if needs[0]:
-            g_gi = _grad_in(d.view(time, batch, 2 * hid), bf)
-        if needs[2]:
-            g_uf = d_f.t() @ hp.reshape(time * batch, hid)
-        if has_bf and needs[3]:
-            g_bf = d_f.sum(0)
-        if needs[4]:
-            g_uh = d_n.t() @ fh.view(time * batch, hid)
-        if has_bh and needs[5]:
-            g_bh = d_n.sum(0)
-        g_h0 = dh if needs[1] else None
-        return g_gi, g_h0, g_uf, g_bf, g_uh, g_bh, None, None
+        return (
+            _grad_in(d.view(time, batch, 2 * hid), bf) if needs[0] else None,
+            dh0 if needs[1] else None,
+            _wgrad(needs[2], d_f, hp),
+            _bgrad(has_bf and needs[3], d_f),
+            _wgrad(needs[4], d_n, fh),
+            _bgrad(has_bh and needs[5], d_n),
+            None,
+            None,
+        )
 
 
 def mgu_loop(
@@ -642,23 +705,15 @@ def mgu_loop(
     batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`mgu` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
     hid = h0.size(1)
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
         fg = torch.sigmoid(g[:, :hid] + torch.nn.functional.linear(h, weight_f, bias_f))
         cand = torch.tanh(g[:, hid:] + torch.nn.functional.linear(fg * h, weight_h, bias_h))
-        new = (1 - fg) * h + fg * cand
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+        return (1 - fg) * h + fg * cand
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
 
 
 def mgu(
@@ -688,10 +743,7 @@ def mgu(
         ``(output [B, T, H], h_T [B, H])``.
     """
     _check(gi, h0, 2, batch_first, mask)
-    if kernels_enabled(gi, h0, weight_f, bias_f, weight_h, bias_h):
-        out, ht = _MGU.apply(gi, h0, weight_f, bias_f, weight_h, bias_h, mask, batch_first)
-        return out, ht
-    return mgu_loop(gi, h0, weight_f, bias_f, weight_h, bias_h, mask, batch_first=batch_first)
+    return _dispatch(_MGU, mgu_loop, (gi, h0, weight_f, bias_f, weight_h, bias_h), mask, batch_first)
 
 
 # -- (d) IndRNN (Li et al. 2018) and the linear recurrence h = a ⊙ h + b --------------------------------
@@ -716,24 +768,16 @@ class _IndRNN(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, gi: Tensor, h0: Tensor, weight: Tensor, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
-        time, batch, hid = gi_tm.shape
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
-        hs_l, gi_l = hs.unbind(0), gi_tm.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            nxt = hs_l[t + 1]
-            torch.addcmul(gi_l[t], weight, hs_l[t], out=nxt)
-            nxt.relu_()
-            if masks is not None:
-                torch.where(masks[t], nxt, hs_l[t], out=nxt)
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+        gi_l = gi_tm.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            torch.addcmul(gi_l[t], weight, h, out=out)
+            out.relu_()
+
+        hs = _recur(h0, gi_tm, mask_tm, step)
         ctx.save_for_backward(weight)
-        ctx.buffers = (hs, mask_tm)
-        ctx.batch_first = batch_first
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        return _finish(ctx, hs, mask_tm, batch_first)
 
     @staticmethod
     @once_differentiable
@@ -763,20 +807,8 @@ def indrnn_loop(
     gi: Tensor, h0: Tensor, weight: Tensor, mask: Tensor | None = None, *, batch_first: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`indrnn` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
-        new = torch.relu(g + weight * h)
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+    return _autograd_loop(lambda h, g: torch.relu(g + weight * h), h0, mask_tm, batch_first, gi_tm)
 
 
 def indrnn(
@@ -795,10 +827,7 @@ def indrnn(
         ``(output [B, T, H], h_T [B, H])``.
     """
     _check(gi, h0, 1, batch_first, mask)
-    if kernels_enabled(gi, h0, weight):
-        out, ht = _IndRNN.apply(gi, h0, weight, mask, batch_first)
-        return out, ht
-    return indrnn_loop(gi, h0, weight, mask, batch_first=batch_first)
+    return _dispatch(_IndRNN, indrnn_loop, (gi, h0, weight), mask, batch_first)
 
 
 class _LinearRecurrence(torch.autograd.Function):
@@ -806,31 +835,23 @@ class _LinearRecurrence(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        a_tm = _time_major(a, batch_first)
-        b_tm = _time_major(b, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert a_tm is not None and b_tm is not None
+        mask_tm, (a_tm, b_tm) = _inputs(batch_first, mask, a, b)
         if mask_tm is not None:
             # a padding step keeps the state: a = 1, b = 0 there
             a_tm = torch.where(mask_tm, a_tm, 1.0)
             b_tm = torch.where(mask_tm, b_tm, 0.0)
-        time, batch, hid = b_tm.shape
-        hs = b.new_empty(time + 1, batch, hid)
-        if h0 is None:
-            hs[0].zero_()
-        else:
-            hs[0] = h0
-        hs_l, a_l, b_l = hs.unbind(0), a_tm.unbind(0), b_tm.unbind(0)
-        for t in range(time):
-            torch.addcmul(b_l[t], a_l[t], hs_l[t], out=hs_l[t + 1])
-        ctx.buffers = (hs, a_tm, mask_tm)
-        ctx.batch_first = batch_first
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        a_l, b_l = a_tm.unbind(0), b_tm.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            torch.addcmul(b_l[t], a_l[t], h, out=out)
+
+        hs = _recur(h0, b_tm, None, step)
+        return _finish(ctx, hs, mask_tm, batch_first, a_tm)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
-        hs, a_tm, mask = ctx.buffers
+        hs, mask, a_tm = ctx.buffers
         bf = ctx.batch_first
         time = hs.size(0) - 1
         go = _grad_out(grad_out, hs[1:], mask, bf)
@@ -843,33 +864,16 @@ class _LinearRecurrence(torch.autograd.Function):
             if g_a is not None:
                 g_a.mul_(mask)
         g_b = g if needs[1] else None
-        return (
-            _grad_in(g_a, bf) if g_a is not None else None,
-            _grad_in(g_b, bf) if g_b is not None else None,
-            g_h0,
-            None,
-            None,
-        )
+        return _grad_in(g_a, bf), _grad_in(g_b, bf), g_h0, None, None
 
 
 def linear_recurrence_loop(
     a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, batch_first: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`linear_recurrence` (the fallback and the reference)."""
-    a_tm, b_tm = _time_major(a, batch_first), _time_major(b, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert a_tm is not None and b_tm is not None
+    mask_tm, (a_tm, b_tm) = _inputs(batch_first, mask, a, b)
     h = torch.zeros_like(b_tm[0]) if h0 is None else h0
-    outs = []
-    for t, (a_t, b_t) in enumerate(zip(a_tm.unbind(0), b_tm.unbind(0), strict=True)):
-        new = a_t * h + b_t
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+    return _autograd_loop(lambda h_, a_t, b_t: a_t * h_ + b_t, h, mask_tm, batch_first, a_tm, b_tm)
 
 
 def linear_recurrence(
@@ -887,16 +891,8 @@ def linear_recurrence(
         ``(output [B, T, H], h_T [B, H])``: every ``h_t`` (zero on padding) and the state after each
         sequence's last real step.
     """
-    if a.shape != b.shape or a.dim() != 3:
-        raise ValueError(
-            f"a and b must be 3-d tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
-        )
-    if h0 is not None:
-        _check(b, h0, 1, batch_first, mask)
-    if kernels_enabled(a, b, h0):
-        out, ht = _LinearRecurrence.apply(a, b, h0, mask, batch_first)
-        return out, ht
-    return linear_recurrence_loop(a, b, h0, mask, batch_first=batch_first)
+    _check_pair(a, b, h0, mask, batch_first, "a", "b")
+    return _dispatch(_LinearRecurrence, linear_recurrence_loop, (a, b, h0), mask, batch_first)
 
 
 class _MinGRU(torch.autograd.Function):
@@ -904,36 +900,27 @@ class _MinGRU(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        k_tm = _time_major(k, batch_first)
-        c_tm = _time_major(cand, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert k_tm is not None and c_tm is not None
-        time, batch, hid = c_tm.shape
+        mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
         z = torch.sigmoid(k_tm).contiguous()
         if mask_tm is not None:
             z.mul_(mask_tm)  # z = 0 keeps the state exactly (lerp with weight 0)
-        hs = cand.new_empty(time + 1, batch, hid)
-        if h0 is None:
-            hs[0].zero_()
-        else:
-            hs[0] = h0
-        hs_l, c_l, z_l = hs.unbind(0), c_tm.unbind(0), z.unbind(0)
-        for t in range(time):
-            torch.lerp(hs_l[t], c_l[t], z_l[t], out=hs_l[t + 1])  # (1 - z) h + z h~
+        c_l, z_l = c_tm.unbind(0), z.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            torch.lerp(h, c_l[t], z_l[t], out=out)  # (1 - z) h + z h~
+
+        hs = _recur(h0, c_tm, None, step)
         ctx.save_for_backward(cand)
-        ctx.buffers = (hs, z, mask_tm)
-        ctx.batch_first = batch_first
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        return _finish(ctx, hs, mask_tm, batch_first, z)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         (cand,) = ctx.saved_tensors
-        hs, z, mask = ctx.buffers
+        hs, mask, z = ctx.buffers
         bf = ctx.batch_first
         time = hs.size(0) - 1
-        c_tm = _time_major(cand, bf)
-        assert c_tm is not None
+        _, (c_tm,) = _inputs(bf, None, cand)
         keep = 1 - z
         go = _grad_out(grad_out, z, mask, bf)
         g = _reverse_linear(go, keep, grad_ht)
@@ -944,13 +931,7 @@ class _MinGRU(torch.autograd.Function):
             g_k = (c_tm - hs[:time]).mul_(g).mul_(z).mul_(keep)  # dh/dz times σ'
         if needs[1]:
             g_c = g.mul_(z)
-        return (
-            _grad_in(g_k, bf) if g_k is not None else None,
-            _grad_in(g_c, bf) if g_c is not None else None,
-            g_h0,
-            None,
-            None,
-        )
+        return _grad_in(g_k, bf), _grad_in(g_c, bf), g_h0, None, None
 
 
 def min_gru_loop(
@@ -979,13 +960,5 @@ def min_gru(
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
-    if k.shape != cand.shape or k.dim() != 3:
-        raise ValueError(
-            f"k and cand must be 3-d tensors of the same shape, got {list(k.shape)}, {list(cand.shape)}"
-        )
-    if h0 is not None:
-        _check(cand, h0, 1, batch_first, mask)
-    if kernels_enabled(k, cand, h0):
-        out, ht = _MinGRU.apply(k, cand, h0, mask, batch_first)
-        return out, ht
-    return min_gru_loop(k, cand, h0, mask, batch_first=batch_first)
+    _check_pair(k, cand, h0, mask, batch_first, "k", "cand")
+    return _dispatch(_MinGRU, min_gru_loop, (k, cand, h0), mask, batch_first)
