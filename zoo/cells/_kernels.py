@@ -166,12 +166,12 @@ def _finish(
 
 
 def _grad_out(grad: Tensor | None, like: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
-    """Incoming output gradient as a contiguous ``[T, B, H]`` tensor, zero on padding."""
+    """Incoming output gradient as a time-major ``[T, B, H]`` tensor, zero on padding."""
     if grad is None:
         return torch.zeros_like(like)
     g = grad.transpose(0, 1) if batch_first else grad
-    g = g * mask if mask is not None else g.contiguous()
-    return g
+    # any strides will do: the loops read it one step at a time
+    return g * mask if mask is not None else g
 
 
 def _grad_in(d_tm: Tensor | None, batch_first: bool) -> Tensor | None:
@@ -202,6 +202,29 @@ def _reverse(
         step(t, dh, nxt)
         dh = nxt
     return dh
+
+
+def _tanh_of_half_(t: Tensor) -> Tensor:
+    """``tanh(t / 2)`` in place, as ``2σ(t) − 1``: torch's CPU ``tanh`` costs about four sigmoids.
+
+    The kernels get ``t = 2x`` for free from the step's ``addmm`` (``beta = alpha = 2``).
+    """
+    t.sigmoid_()
+    return torch.add(t.new_full((), -1.0), t, alpha=2, out=t)
+
+
+def _update_factors(h_prev: Tensor, n: Tensor, z: Tensor) -> Tensor:
+    """``[T, B, 2, H]``: ``d h / d z-pre`` and ``d h / d n-pre`` of ``h = (1 − z) n + z h_prev`` (keep form).
+
+    ``(h_prev − n) z (1 − z)`` and ``(1 − z)(1 − n²)``, written in place: two temporaries for all steps.
+    """
+    time, batch, hid = n.shape
+    q = torch.empty(time, batch, 2, hid, dtype=n.dtype)
+    q0, q1 = q[:, :, 0], q[:, :, 1]
+    torch.sub(h_prev, n, out=q0).mul_(torch.addcmul(z, z, z, value=-1))
+    torch.addcmul(n.new_ones(()), n, n, value=-1, out=q1)
+    q1.addcmul_(q1, z, value=-1)
+    return q
 
 
 def _keep(keep: Tensor, q: Tensor, mask: Tensor | None) -> Tensor:
@@ -315,7 +338,7 @@ class _GRUResetAfter(torch.autograd.Function):
         rz = gi.new_empty(time, batch, 2 * hid)
         n = gi.new_empty(time, batch, hid)
         u_t = weight_hh.t()
-        gi_n = gi_tm[..., 2 * hid :].unbind(0)
+        gi_n = torch.mul(gi_tm[..., 2 * hid :], 2).unbind(0)  # doubled: see _tanh_of_half_
         gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
@@ -324,8 +347,8 @@ class _GRUResetAfter(torch.autograd.Function):
             a = rz_l[t]
             torch.sigmoid(g[:, : 2 * hid], out=a)
             nt = n_l[t]
-            torch.addcmul(gi_n[t], a[:, :hid], g[:, 2 * hid :], out=nt)
-            nt.tanh_()
+            torch.addcmul(gi_n[t], a[:, :hid], g[:, 2 * hid :], value=2, out=nt)
+            _tanh_of_half_(nt)
             torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
 
         hs = _recur(h0, n, mask_tm, step)
@@ -344,11 +367,9 @@ class _GRUResetAfter(torch.autograd.Function):
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
         # everything that does not depend on the incoming gradient, for all steps at once
-        q = torch.empty(time, batch, 2, hid, dtype=n.dtype)
-        torch.mul(hp - n, z * (1 - z), out=q[:, :, 0])  # d h / d z-pre-activation
-        torch.mul(1 - z, 1 - n * n, out=q[:, :, 1])  # d h / d n-pre-activation
+        q = _update_factors(hp, n, z)  # d h / d (z-pre, n-pre)
         p = torch.empty(time, batch, 2, hid, dtype=n.dtype)
-        torch.mul(gh[..., 2 * hid :], r * (1 - r), out=p[:, :, 0])  # d n-pre / d r-pre
+        torch.mul(gh[..., 2 * hid :], torch.addcmul(r, r, r, value=-1), out=p[:, :, 0])  # d n-pre / d r-pre
         p[:, :, 1] = r  # d n-pre / d (U_n h + c_n)
         keep = _keep(z, q, mask)
         # per-step gradient slots [dr, d(U_n h), dz, dn]; the first three meet U with rows (r, n, z)
@@ -466,11 +487,18 @@ class _GRUResetBefore(torch.autograd.Function):
         hid = h0.size(1)
         gates_in = width == 3 * hid
         gi_n = gi_tm[..., 2 * hid :] if gates_in else gi_tm
-        n = _gate_input(gi_n, bias_n, gi_tm, hid)  # each step adds (r h) U_n^T in place
-        # gates' input side for every step at once; constant gates (gru3) are finished here too
-        rz = _gate_input(gi_tm[..., : 2 * hid] if gates_in else None, bias_gates, gi_tm, 2 * hid)
-        if weight_gates is None:
-            rz.sigmoid_()
+        gates_x = gi_tm[..., : 2 * hid] if gates_in else None
+        # input-side terms that the per-step matmuls start from (``out=``, no whole-sequence copy)
+        n_in = gi_n if bias_n is None else gi_n + bias_n
+        n_in_l = n_in.unbind(0)
+        n = gi.new_empty(time, batch, hid)
+        if weight_gates is None:  # constant or input-only gates (gru3): finished for all steps here
+            rz = _gate_input(gates_x, bias_gates, gi_tm, 2 * hid).sigmoid_()
+            g_in: Tensor | None = None
+        else:
+            rz = gi.new_empty(time, batch, 2 * hid)
+            g_in = bias_gates if gates_x is None else gates_x if bias_gates is None else gates_x + bias_gates
+        g_in_l = g_in.unbind(0) if g_in is not None and g_in.dim() == 3 else None
         rh = gi.new_empty(time, batch, hid)
         un_t = weight_n.t()
         ug_t = weight_gates.t() if weight_gates is not None else None
@@ -479,12 +507,15 @@ class _GRUResetBefore(torch.autograd.Function):
         def step(t: int, h: Tensor, out: Tensor) -> None:
             a = rz_l[t]
             if ug_t is not None:
-                a.addmm_(h, ug_t)
+                if g_in is None:
+                    torch.mm(h, ug_t, out=a)
+                else:
+                    torch.addmm(g_in if g_in_l is None else g_in_l[t], h, ug_t, out=a)
                 a.sigmoid_()
             torch.mul(a[:, :hid], h, out=rh_l[t])
             nt = n_l[t]
-            nt.addmm_(rh_l[t], un_t)
-            nt.tanh_()
+            torch.addmm(n_in_l[t], rh_l[t], un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt)
             torch.lerp(nt, h, a[:, hid:], out=out)
 
         hs = _recur(h0, n, mask_tm, step)
@@ -503,22 +534,22 @@ class _GRUResetBefore(torch.autograd.Function):
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        q = torch.empty(time, batch, 2, hid, dtype=n.dtype)
-        torch.mul(hp - n, z * (1 - z), out=q[:, :, 0])
-        torch.mul(1 - z, 1 - n * n, out=q[:, :, 1])
-        a_r = hp * r * (1 - r)
+        q = _update_factors(hp, n, z)
+        a_r = torch.addcmul(r, r, r, value=-1).mul_(hp)  # d (r h) / d r-pre = h σ'
         keep = _keep(z, q, mask)
         d = torch.empty(time, batch, 3, hid, dtype=n.dtype)  # slots [dr, dz, dn]
-        drh = torch.empty(time, batch, hid, dtype=n.dtype)
+        # d(r h) is needed for all steps only with constant gates (gru3); else one step's scratch
+        drh = torch.empty(time if weight_gates is None else 1, batch, hid, dtype=n.dtype)
         d_l, q_l, r_l, drh_l, ar_l = d.unbind(0), q.unbind(0), r.unbind(0), drh.unbind(0), a_r.unbind(0)
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
             dt = d_l[t]
+            drt = drh_l[t if weight_gates is None else 0]
             torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 1:])
-            torch.mm(dt[:, 2], weight_n, out=drh_l[t])
-            acc.addcmul_(drh_l[t], r_l[t])
+            torch.mm(dt[:, 2], weight_n, out=drt)
+            acc.addcmul_(drt, r_l[t])
             if weight_gates is not None:
-                torch.mul(drh_l[t], ar_l[t], out=dt[:, 0])
+                torch.mul(drt, ar_l[t], out=dt[:, 0])
                 acc.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
 
         dh0 = _reverse(go, grad_ht, keep, step)
@@ -628,20 +659,23 @@ class _MGU(torch.autograd.Function):
         mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
-        f = _gate_input(gi_tm[..., :hid], bias_f, gi_tm, hid)
-        n = _gate_input(gi_tm[..., hid:], bias_h, gi_tm, hid)
+        gi_f, gi_h = gi_tm[..., :hid], gi_tm[..., hid:]
+        f_in = (gi_f if bias_f is None else gi_f + bias_f).unbind(0)
+        n_in = (gi_h if bias_h is None else gi_h + bias_h).unbind(0)
+        f = gi.new_empty(time, batch, hid)
+        n = gi.new_empty(time, batch, hid)
         fh = gi.new_empty(time, batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
         f_l, fh_l, n_l = f.unbind(0), fh.unbind(0), n.unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
             ft = f_l[t]
-            ft.addmm_(h, uf_t)
+            torch.addmm(f_in[t], h, uf_t, out=ft)
             ft.sigmoid_()
             torch.mul(ft, h, out=fh_l[t])
             nt = n_l[t]
-            nt.addmm_(fh_l[t], uh_t)
-            nt.tanh_()
+            torch.addmm(n_in[t], fh_l[t], uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt)
             torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
 
         hs = _recur(h0, n, mask_tm, step)
@@ -659,11 +693,11 @@ class _MGU(torch.autograd.Function):
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
-        df_ = f * (1 - f)
+        df_ = torch.addcmul(f, f, f, value=-1)  # σ'
         q = torch.empty(time, batch, 2, hid, dtype=n.dtype)
-        torch.mul(n - hp, df_, out=q[:, :, 0])  # d h / d f-pre via the update
-        torch.mul(f, 1 - n * n, out=q[:, :, 1])  # d h / d candidate-pre
-        a_f2 = hp * df_  # d (f h) / d f-pre
+        torch.sub(n, hp, out=q[:, :, 0]).mul_(df_)  # d h / d f-pre via the update
+        torch.addcmul(n.new_ones(()), n, n, value=-1, out=q[:, :, 1]).mul_(f)  # d h / d candidate-pre
+        a_f2 = df_.mul_(hp)  # d (f h) / d f-pre
         keep = _keep(1 - f, q, mask)
         d = torch.empty(time, batch, 2, hid, dtype=n.dtype)  # slots [df, dn]
         dfh = torch.empty(time, batch, hid, dtype=n.dtype)
