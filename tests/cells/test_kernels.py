@@ -46,6 +46,16 @@ CASES: dict[str, Case] = {
         K._GRUResetAfter.apply,
         K.gru_reset_after_loop,
     ),
+    "ln_gru": (
+        lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), _r(3 * H), _r(3 * H)),
+        K._LNGRU.apply,
+        K.ln_gru_loop,
+    ),
+    "ln_gru_nobias": (
+        lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), _r(3 * H), None),
+        K._LNGRU.apply,
+        K.ln_gru_loop,
+    ),
     "gru_cho": (
         lambda bf: (_seq(3, bf), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
         K._GRUResetBefore.apply,
@@ -168,6 +178,8 @@ def test_dispatch_rules() -> None:
     assert not K.kernels_enabled(x.half())
     assert not K.kernels_enabled(torch.zeros(2, dtype=torch.int64))
     with K.use_kernels(False):
+        assert not K.kernels_enabled(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast's casts belong to the loop
         assert not K.kernels_enabled(x)
     assert K.kernels_enabled(x)
 

@@ -45,6 +45,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from zoo.cells.base import RecurrentLayer, step_mask
+
 __all__ = [
     "gru_reset_after",
     "gru_reset_after_loop",
@@ -53,8 +55,11 @@ __all__ = [
     "indrnn",
     "indrnn_loop",
     "kernels_enabled",
+    "layer_inputs",
     "linear_recurrence",
     "linear_recurrence_loop",
+    "ln_gru",
+    "ln_gru_loop",
     "mgu",
     "mgu_loop",
     "min_gru",
@@ -64,6 +69,7 @@ __all__ = [
 
 _ENABLED = os.environ.get("ZOO_KERNELS", "1") != "0"
 _DTYPES = (torch.float32, torch.float64)
+_LN_EPS = 1e-5  # F.layer_norm's default, as the layer-norm cells use
 
 
 @contextlib.contextmanager
@@ -88,11 +94,13 @@ def kernels_enabled(*tensors: Tensor | None) -> bool:
     """Whether the hand-written kernels can run on these tensors.
 
     True on CPU for float32/float64 tensors outside ``torch.func`` transforms (vmap/grad/jvp),
-    TorchScript and ``torch.compile``, unless turned off by :func:`use_kernels` or ``ZOO_KERNELS=0``.
+    TorchScript, ``torch.compile`` and CPU autocast, unless turned off by :func:`use_kernels` or
+    ``ZOO_KERNELS=0``.
     """
     if not _ENABLED or torch.jit.is_scripting():
         return False
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+        # under autocast the loop computes what autocast asks for (e.g. bf16 matmuls)
         return False
     for t in tensors:
         if t is None:
@@ -100,6 +108,21 @@ def kernels_enabled(*tensors: Tensor | None) -> bool:
         if t.device.type != "cpu" or t.dtype not in _DTYPES or _functorch_wrapped(t):
             return False
     return True
+
+
+def layer_inputs(
+    layer: RecurrentLayer, x: Tensor, state: object, lengths: Tensor | None
+) -> tuple[Tensor, Tensor | None] | None:
+    """``(h0, mask)`` for running a one-tensor-state layer on a kernel, or ``None`` where none can run.
+
+    ``state`` is the layer's state or ``None`` (zeros); ``lengths`` the
+    checked lengths or ``None``. ``None`` back means: take the layer's step loop.
+    """
+    if not kernels_enabled(x, *([state] if isinstance(state, Tensor) else []), *layer.parameters()):
+        return None
+    h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), layer.hidden_size)
+    mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+    return h0, mask
 
 
 # -- shared scaffolding ------------------------------------------------------------------------------
@@ -242,6 +265,37 @@ def _wgrad(need: bool, d: Tensor, x: Tensor) -> Tensor | None:
 
 def _bgrad(need: bool, d: Tensor) -> Tensor | None:
     return d.sum(0) if need else None
+
+
+class _ChunkedWeightGrad:
+    """``out += Σ_t d_t^T x_t`` over a reverse loop, one matmul per chunk of steps.
+
+    The per-step ``d_t`` go into a small buffer (a few steps, in cache and never page-faulted afresh)
+    and meet ``x`` of the same steps in one ``addmm`` when it is full: nearly the speed of a single
+    matmul over all steps without a ``[T, B, rows]`` buffer.
+    """
+
+    def __init__(self, out: Tensor, x: Tensor, chunk: int = 16) -> None:
+        self.out, self.x, self.chunk = out, x, chunk
+        self.buf = x.new_empty(chunk, x.size(1), out.size(0))
+        self.lo: int | None = None  # the lowest step held; steps arrive in decreasing order
+
+    def add(self, t: int, d: Tensor) -> None:
+        slot = t % self.chunk
+        self.buf[slot].copy_(d)
+        self.lo = t
+        if slot == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lo is None:
+            return
+        lo = self.lo
+        hi = (lo // self.chunk) * self.chunk + self.chunk  # exclusive end of the chunk being filled
+        hi = min(hi, self.x.size(0))
+        rows = self.buf[lo % self.chunk : lo % self.chunk + hi - lo].reshape(-1, self.buf.size(-1))
+        self.out.addmm_(rows.t(), self.x[lo:hi].reshape(-1, self.x.size(-1)))
+        self.lo = None
 
 
 def _dispatch(
@@ -638,6 +692,203 @@ def gru_reset_before(
     _check(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, batch_first, mask)
     args = (gi, h0, weight_n, bias_n, weight_gates, bias_gates)
     return _dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask, batch_first)
+
+
+# -- (b') layer-normalised reset-after GRU (haste's LayerNormGRU) --------------------------------------
+
+
+def _nrz(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[r, z, n]`` -> ``[n, r, z]``."""
+    return torch.cat([t[2 * hid :], t[: 2 * hid]])
+
+
+def _rzn(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[n, r, z]`` -> ``[r, z, n]`` (undoes :func:`_nrz`)."""
+    return torch.cat([t[hid:], t[:hid]])
+
+
+class _LNGRU(torch.autograd.Function):
+    # The recurrent norm runs over the blocks in the order [n, r, z] (U, γ and c permuted once per call;
+    # a norm over all 3H features does not care about their order): then the backward's per-step
+    # norm gradient [d y_n, dr, dz] and the input gradient [dr, dz, dn] share dr, dz, and the input
+    # gradient is written straight into its final layout, one step at a time.
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        gi: Tensor,
+        h0: Tensor,
+        weight_hh: Tensor,
+        gamma_hh: Tensor,
+        bias_hh: Tensor | None,
+        mask: Tensor | None,
+        batch_first: bool,
+    ) -> tuple[Tensor, Tensor]:
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+        time, batch, three_h = gi_tm.shape
+        hid = three_h // 3
+        norm_shape = (three_h,)
+        u_t = _nrz(weight_hh, hid).t()
+        gamma = _nrz(gamma_hh, hid)
+        beta = None if bias_hh is None else _nrz(bias_hh, hid)
+        graw = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
+        rz = gi.new_empty(time, batch, 2 * hid)
+        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
+        y_n = gi.new_empty(time, batch, hid)  # normalised U_n h + c_n, for dr
+        stats: list[tuple[Tensor, Tensor]] = []
+        gi_rz = gi_tm[..., : 2 * hid].unbind(0)
+        graw_l, rz_l, n_l, yn_l = graw.unbind(0), rz.unbind(0), n.unbind(0), y_n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            g = graw_l[t]
+            torch.mm(h, u_t, out=g)
+            y, mean, rstd = torch.native_layer_norm(g, norm_shape, gamma, beta, _LN_EPS)
+            stats.append((mean, rstd))
+            yn_l[t].copy_(y[:, :hid])
+            a = rz_l[t]
+            torch.add(gi_rz[t], y[:, hid:], out=a)
+            a.sigmoid_()
+            nt = n_l[t]
+            nt.addcmul_(a[:, :hid], y[:, :hid], value=2)
+            _tanh_of_half_(nt)
+            torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
+
+        hs = _recur(h0, n, mask_tm, step)
+        mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
+        ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
+        return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n, y_n)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
+        weight_hh, gamma_hh, bias_hh = ctx.saved_tensors
+        hs, mask, graw, mean, rstd, rz, n, y_n = ctx.buffers
+        bf = ctx.batch_first
+        time, batch, hid = n.shape
+        three_h = 3 * hid
+        u = _nrz(weight_hh, hid)
+        gamma = _nrz(gamma_hh, hid)
+        beta = None if bias_hh is None else _nrz(bias_hh, hid)
+        go = _grad_out(grad_out, n, mask, bf)
+        hp = hs[:time]
+        r, z = rz[..., :hid], rz[..., hid:]
+        # the factors that do not depend on the incoming gradient, each one fresh buffer written in
+        # place (no temporaries: on this CPU a fresh [T, B, H] buffer costs its page faults)
+        q_z = torch.sub(hp, n).mul_(z)
+        q_z.addcmul_(q_z, z, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
+        q_n = torch.addcmul(n.new_ones(()), n, n, value=-1)
+        q_n.addcmul_(q_n, z, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
+        p_r = torch.mul(y_n, r)
+        p_r.addcmul_(p_r, r, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
+        if mask is not None:
+            q_z.mul_(mask)
+            q_n.mul_(mask)
+        keep = z if mask is None else torch.where(mask, z, 1.0)
+        # the input gradient [dr, dz, dn] in the caller's layout, written one step at a time
+        g_gi = torch.empty((batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype)
+        g_gi_l = (g_gi.transpose(0, 1) if bf else g_gi).unbind(0)
+        dy = torch.empty(batch, 3, hid, dtype=n.dtype)  # the norm's output gradient [d y_n, dr, dz]
+        sums = torch.zeros(2, three_h, dtype=n.dtype)  # gradients of the gain and the bias
+        g_u = hs.new_zeros(three_h, hid) if ctx.needs_input_grad[2] else None
+        wgrad = None if g_u is None else _ChunkedWeightGrad(g_u, hp)
+        qz_l, qn_l, pr_l, r_l, graw_l = (
+            q_z.unbind(0),
+            q_n.unbind(0),
+            p_r.unbind(0),
+            r.unbind(0),
+            graw.unbind(0),
+        )
+        mean_l, rstd_l = mean.unbind(0), rstd.unbind(0)
+        norm_shape = (three_h,)
+        which = (True, True, beta is not None)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            g3 = g_gi_l[t].view(batch, 3, hid)
+            torch.mul(dh, qz_l[t], out=dy[:, 2])  # dz
+            dn = torch.mul(dh, qn_l[t], out=g3[:, 2])
+            torch.mul(dn, r_l[t], out=dy[:, 0])  # d y_n
+            torch.mul(dn, pr_l[t], out=dy[:, 1])  # dr
+            g3[:, :2].copy_(dy[:, 1:])
+            dx, d_gamma, d_beta = torch.ops.aten.native_layer_norm_backward(
+                dy.view(batch, three_h), graw_l[t], norm_shape, mean_l[t], rstd_l[t], gamma, beta, which
+            )
+            acc.addmm_(dx, u)
+            if wgrad is not None:
+                wgrad.add(t, dx)
+            sums[0].add_(d_gamma)
+            if d_beta is not None:
+                sums[1].add_(d_beta)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
+        if wgrad is not None:
+            wgrad.flush()
+        needs = ctx.needs_input_grad
+        return (
+            g_gi if needs[0] else None,
+            dh0 if needs[1] else None,
+            None if g_u is None else _rzn(g_u, hid),
+            _rzn(sums[0], hid) if needs[3] else None,
+            _rzn(sums[1], hid) if beta is not None and needs[4] else None,
+            None,
+            None,
+        )
+
+
+def ln_gru_loop(
+    gi: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    gamma_hh: Tensor,
+    bias_hh: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Plain autograd loop of :func:`ln_gru` (the fallback and the reference)."""
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+    three_h = gi_tm.size(-1)
+    two = 2 * (three_h // 3)
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
+        gh = torch.nn.functional.layer_norm(
+            torch.nn.functional.linear(h, weight_hh), (three_h,), gamma_hh, bias_hh, _LN_EPS
+        )
+        r, z = torch.sigmoid(g[:, :two] + gh[:, :two]).chunk(2, dim=-1)
+        cand = torch.tanh(torch.addcmul(g[:, two:], r, gh[:, two:]))
+        return torch.lerp(cand, h, z)
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
+
+
+def ln_gru(
+    gi: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    gamma_hh: Tensor,
+    bias_hh: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Reset-after GRU with layer norm on the recurrent pre-activation (haste's ``LayerNormGRU``), keep form.
+
+    ``gh = LN(h U^T; γ) + c`` (one norm over all 3H, eps 1e-5); ``r, z = σ(gi_rz + gh_rz)``;
+    ``n = tanh(gi_n + r ⊙ gh_n)``; ``h = (1 − z) ⊙ n + z ⊙ h``. The input side (``LN(W x; γ_x) + b``)
+    comes in ``gi``, computed for every step by the caller.
+
+    Args:
+        gi: input pre-activations ``[B, T, 3H]`` (``[T, B, 3H]``), blocks ``r, z, n``.
+        h0: initial state ``[B, H]``.
+        weight_hh: ``U`` ``[3H, H]``.
+        gamma_hh: the recurrent norm's gain ``[3H]``.
+        bias_hh: ``c`` ``[3H]``, added after the norm, or ``None``.
+        mask: optional bool step mask ``[B, T, 1]`` (``[T, B, 1]``), true on real steps.
+        batch_first: layout of ``gi``, ``mask`` and the output.
+
+    Returns:
+        ``(output [B, T, H], h_T [B, H])``.
+    """
+    _check(gi, h0, 3, batch_first, mask)
+    return _dispatch(_LNGRU, ln_gru_loop, (gi, h0, weight_hh, gamma_hh, bias_hh), mask, batch_first)
 
 
 # -- (c) MGU (Zhou et al. 2016), write convention ------------------------------------------------------
