@@ -69,6 +69,8 @@ __all__ = [
 
 _ENABLED = os.environ.get("ZOO_KERNELS", "1") != "0"
 _DTYPES = (torch.float32, torch.float64)
+# steps per block of the blocked backward passes: a block's factors and gradients stay in cache
+_CHUNK = 16
 _LN_EPS = 1e-5  # F.layer_norm's default, as the layer-norm cells use
 
 
@@ -204,26 +206,38 @@ def _grad_in(d_tm: Tensor | None, batch_first: bool) -> Tensor | None:
 
 
 def _reverse(
-    go: Tensor, grad_ht: Tensor | None, keep: Tensor, step: Callable[[int, Tensor, Tensor], object]
+    go: Tensor,
+    grad_ht: Tensor | None,
+    keep: Tensor,
+    step: Callable[[int, Tensor, Tensor], object],
+    chunk: Callable[[int, int, bool], object] | None = None,
 ) -> Tensor:
     """The reverse time loop of a gated recurrence; returns the gradient of ``h0``.
 
     From ``dh_{T-1} = go_{T-1} + grad_hT`` it runs ``dh_{t-1} = go_{t-1} + keep_t ⊙ dh_t + (...)``,
     where ``step(t, dh_t, acc)`` fills the kernel's per-step gradient slots from ``dh_t`` and adds its
     recurrent terms (matmuls through ``U``) into ``acc``, which already holds the first two terms.
+    ``chunk(lo, hi, before)``, if given, runs before and after each block of :data:`_CHUNK` steps
+    ``lo <= t < hi`` (latest block first): for per-block factors and weight gradients that stay in cache.
     """
     time = go.size(0)
     dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
     bufs = (torch.empty_like(dh), torch.empty_like(dh))
     go_l, k_l = go.unbind(0), keep.unbind(0)
-    for t in range(time - 1, -1, -1):
-        nxt = bufs[t % 2]
-        if t > 0:
-            torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
-        else:
-            torch.mul(dh, k_l[t], out=nxt)
-        step(t, dh, nxt)
-        dh = nxt
+    for hi in range(time, 0, -_CHUNK):
+        lo = max(hi - _CHUNK, 0)
+        if chunk is not None:
+            chunk(lo, hi, True)
+        for t in range(hi - 1, lo - 1, -1):
+            nxt = bufs[t % 2]
+            if t > 0:
+                torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
+            else:
+                torch.mul(dh, k_l[t], out=nxt)
+            step(t, dh, nxt)
+            dh = nxt
+        if chunk is not None:
+            chunk(lo, hi, False)
     return dh
 
 
@@ -275,9 +289,9 @@ class _ChunkedWeightGrad:
     matmul over all steps without a ``[T, B, rows]`` buffer.
     """
 
-    def __init__(self, out: Tensor, x: Tensor, chunk: int = 16) -> None:
-        self.out, self.x, self.chunk = out, x, chunk
-        self.buf = x.new_empty(chunk, x.size(1), out.size(0))
+    def __init__(self, out: Tensor, x: Tensor) -> None:
+        self.out, self.x, self.chunk = out, x, _CHUNK
+        self.buf = x.new_empty(_CHUNK, x.size(1), out.size(0))
         self.lo: int | None = None  # the lowest step held; steps arrive in decreasing order
 
     def add(self, t: int, d: Tensor) -> None:
@@ -361,12 +375,20 @@ def _check_pair(
 # -- (a) reset-after GRU (torch / cuDNN form) ---------------------------------------------------------
 
 
-def _swap_zn(t: Tensor, hid: int) -> Tensor:
-    """Rows (or entries) in blocks ``[r, z, n]`` <-> ``[r, n, z]`` (its own inverse)."""
-    return torch.cat([t[:hid], t[2 * hid :], t[hid : 2 * hid]])
+def _nrz(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[r, z, n]`` -> ``[n, r, z]``."""
+    return torch.cat([t[2 * hid :], t[: 2 * hid]])
+
+
+def _rzn(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[n, r, z]`` -> ``[r, z, n]`` (undoes :func:`_nrz`)."""
+    return torch.cat([t[hid:], t[:hid]])
 
 
 class _GRUResetAfter(torch.autograd.Function):
+    # The backward meets U with its blocks in the order [n, r, z] (rows permuted once per call):
+    # then the per-step gradient of ``h U^T + c`` [d gh_n, dr, dz] and the input gradient
+    # [dr, dz, dn] share dr, dz, and the input gradient is written straight into its final layout.
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
@@ -380,28 +402,24 @@ class _GRUResetAfter(torch.autograd.Function):
         mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, three_h = gi_tm.shape
         hid = three_h // 3
-        # gh[t] = [gi_rz + U_rz h + c_rz | U_n h + c_n]: the biases (and gi_rz) are written for all
-        # steps at once, so each step is an in-place addmm (its n block is needed backward)
-        gh = gi.new_empty(time, batch, three_h)
-        if bias_hh is not None:
-            torch.add(gi_tm[..., : 2 * hid], bias_hh[: 2 * hid], out=gh[..., : 2 * hid])
-            gh[..., 2 * hid :] = bias_hh[2 * hid :]
-        else:
-            gh[..., : 2 * hid] = gi_tm[..., : 2 * hid]
-            gh[..., 2 * hid :] = 0
+        gh = gi.new_empty(time, batch, three_h)  # h U^T + c of every step (its n block is needed backward)
         rz = gi.new_empty(time, batch, 2 * hid)
-        n = gi.new_empty(time, batch, hid)
+        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
         u_t = weight_hh.t()
-        gi_n = torch.mul(gi_tm[..., 2 * hid :], 2).unbind(0)  # doubled: see _tanh_of_half_
+        gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
             g = gh_l[t]
-            g.addmm_(h, u_t)
+            if bias_hh is None:
+                torch.mm(h, u_t, out=g)
+            else:
+                torch.addmm(bias_hh, h, u_t, out=g)
             a = rz_l[t]
-            torch.sigmoid(g[:, : 2 * hid], out=a)
+            torch.add(gi_rz[t], g[:, : 2 * hid], out=a)
+            a.sigmoid_()
             nt = n_l[t]
-            torch.addcmul(gi_n[t], a[:, :hid], g[:, 2 * hid :], value=2, out=nt)
+            nt.addcmul_(a[:, :hid], g[:, 2 * hid :], value=2)
             _tanh_of_half_(nt)
             torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
 
@@ -417,41 +435,46 @@ class _GRUResetAfter(torch.autograd.Function):
         hs, mask, gh, rz, n = ctx.buffers
         bf = ctx.batch_first
         time, batch, hid = n.shape
+        three_h = 3 * hid
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        # everything that does not depend on the incoming gradient, for all steps at once
         q = _update_factors(hp, n, z)  # d h / d (z-pre, n-pre)
         p = torch.empty(time, batch, 2, hid, dtype=n.dtype)
-        torch.mul(gh[..., 2 * hid :], torch.addcmul(r, r, r, value=-1), out=p[:, :, 0])  # d n-pre / d r-pre
-        p[:, :, 1] = r  # d n-pre / d (U_n h + c_n)
+        p[:, :, 0] = r  # d n-pre / d gh_n
+        torch.mul(gh[..., 2 * hid :], torch.addcmul(r, r, r, value=-1), out=p[:, :, 1])  # d n-pre / d r-pre
         keep = _keep(z, q, mask)
-        # per-step gradient slots [dr, d(U_n h), dz, dn]; the first three meet U with rows (r, n, z)
-        d = torch.empty(time, batch, 4, hid, dtype=n.dtype)
-        u_perm = _swap_zn(weight_hh, hid)
-        d_l, q_l, p_l = d.unbind(0), q.unbind(0), p.unbind(0)
+        u = _nrz(weight_hh, hid)
+        g_gi = torch.empty((batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype)
+        g_gi_l = (g_gi.transpose(0, 1) if bf else g_gi).unbind(0)
+        e = torch.empty(batch, 3, hid, dtype=n.dtype)  # gradient of h U^T + c, blocks [n, r, z]
+        needs = ctx.needs_input_grad
+        g_u = hs.new_zeros(three_h, hid) if needs[2] else None
+        wgrad = None if g_u is None else _ChunkedWeightGrad(g_u, hp)
+        e_sum = torch.zeros(batch, three_h, dtype=n.dtype) if ctx.has_bias and needs[3] else None
+        q_l, p_l = q.unbind(0), p.unbind(0)
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            dt = d_l[t]
-            torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 2:])
-            torch.mul(dt[:, 3:], p_l[t], out=dt[:, :2])
-            acc.addmm_(dt[:, :3].reshape(batch, 3 * hid), u_perm)
+            g3 = g_gi_l[t].view(batch, 3, hid)
+            torch.mul(dh.unsqueeze(1), q_l[t], out=g3[:, 1:])  # dz, dn
+            torch.mul(g3[:, 2:], p_l[t], out=e[:, :2])  # d gh_n, dr
+            e[:, 2].copy_(g3[:, 1])
+            g3[:, 0].copy_(e[:, 1])
+            e_flat = e.view(batch, three_h)
+            acc.addmm_(e_flat, u)
+            if wgrad is not None:
+                wgrad.add(t, e_flat)
+            if e_sum is not None:
+                e_sum.add_(e_flat)
 
         dh0 = _reverse(go, grad_ht, keep, step)
-        needs = ctx.needs_input_grad
-        d_u = d.view(time * batch, 4 * hid)[:, : 3 * hid]
-        g_gi = None
-        if needs[0]:
-            g_gi = torch.empty(time, batch, 3 * hid, dtype=n.dtype)
-            g_gi[..., :hid] = d[:, :, 0]
-            g_gi[..., hid:] = d[:, :, 2:].reshape(time, batch, 2 * hid)
-        g_w = _wgrad(needs[2], d_u, hp)
-        g_b = _bgrad(ctx.has_bias and needs[3], d_u)
+        if wgrad is not None:
+            wgrad.flush()
         return (
-            _grad_in(g_gi, bf),
+            g_gi if needs[0] else None,
             dh0 if needs[1] else None,
-            None if g_w is None else _swap_zn(g_w, hid),
-            None if g_b is None else _swap_zn(g_b, hid),
+            None if g_u is None else _rzn(g_u, hid),
+            None if e_sum is None else _rzn(e_sum.sum(0), hid),
             None,
             None,
         )
@@ -588,40 +611,72 @@ class _GRUResetBefore(torch.autograd.Function):
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        q = _update_factors(hp, n, z)
-        a_r = torch.addcmul(r, r, r, value=-1).mul_(hp)  # d (r h) / d r-pre = h σ'
-        keep = _keep(z, q, mask)
-        d = torch.empty(time, batch, 3, hid, dtype=n.dtype)  # slots [dr, dz, dn]
-        # d(r h) is needed for all steps only with constant gates (gru3); else one step's scratch
-        drh = torch.empty(time if weight_gates is None else 1, batch, hid, dtype=n.dtype)
-        d_l, q_l, r_l, drh_l, ar_l = d.unbind(0), q.unbind(0), r.unbind(0), drh.unbind(0), a_r.unbind(0)
+        keep = z if mask is None else torch.where(mask, z, 1.0)
+        needs = ctx.needs_input_grad
+        # Blocked: the factors, the slots [dr, dz, dn] and the weight gradients of _CHUNK steps at a
+        # time live in small buffers reused block after block (in cache, never page-faulted afresh);
+        # only the input gradient is a whole-sequence buffer, written in the caller's layout.
+        q = torch.empty(_CHUNK, batch, 2, hid, dtype=n.dtype)
+        a_r = torch.empty(_CHUNK, batch, hid, dtype=n.dtype)
+        d = torch.empty(_CHUNK, batch, 3, hid, dtype=n.dtype)
+        drh = torch.empty(_CHUNK, batch, hid, dtype=n.dtype)
+        width = 3 * hid if gates_in else hid
+        g_gi = (
+            torch.empty((batch, time, width) if bf else (time, batch, width), dtype=n.dtype)
+            if needs[0]
+            else None
+        )
+        g_gi_tm = _time_major(g_gi, bf)
+        g_un = n.new_zeros(hid, hid) if needs[2] else None
+        g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
+        d_sum = n.new_zeros(3 * hid)
+        q_l, d_l, drh_l, ar_l = q.unbind(0), d.unbind(0), drh.unbind(0), a_r.unbind(0)
+        r_l = r.unbind(0)
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            k = hi - lo
+            if before:
+                base[0] = lo
+                h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+                q0, q1 = q[:k, :, 0], q[:k, :, 1]
+                torch.addcmul(z_c, z_c, z_c, value=-1, out=a_r[:k])  # z (1 - z), a_r as scratch
+                torch.sub(h_c, n_c, out=q0).mul_(a_r[:k])  # d h / d z-pre
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q1)
+                q1.addcmul_(q1, z_c, value=-1)  # d h / d n-pre = (1 - n²)(1 - z)
+                torch.addcmul(r_c, r_c, r_c, value=-1, out=a_r[:k]).mul_(h_c)  # d (r h) / d r-pre
+                if mask is not None:
+                    q[:k].mul_(mask[lo:hi].unsqueeze(-1))
+                return
+            if weight_gates is None:
+                torch.mul(drh[:k], a_r[:k], out=d[:k, :, 0])
+            d_flat = d[:k].view(k * batch, 3 * hid)
+            if g_un is not None:
+                g_un.addmm_(d_flat[:, 2 * hid :].t(), rh[lo:hi].reshape(k * batch, hid))
+            if g_ug is not None:
+                g_ug.addmm_(d_flat[:, : 2 * hid].t(), hp[lo:hi].reshape(k * batch, hid))
+            d_sum.add_(d_flat.sum(0))
+            if g_gi_tm is not None:
+                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 3 * hid) if gates_in else d[:k, :, 2])
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            dt = d_l[t]
-            drt = drh_l[t if weight_gates is None else 0]
-            torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 1:])
-            torch.mm(dt[:, 2], weight_n, out=drt)
-            acc.addcmul_(drt, r_l[t])
+            i = t - base[0]
+            dt = d_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dt[:, 1:])
+            torch.mm(dt[:, 2], weight_n, out=drh_l[i])
+            acc.addcmul_(drh_l[i], r_l[t])
             if weight_gates is not None:
-                torch.mul(drt, ar_l[t], out=dt[:, 0])
+                torch.mul(drh_l[i], ar_l[i], out=dt[:, 0])
                 acc.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
 
-        dh0 = _reverse(go, grad_ht, keep, step)
-        if weight_gates is None:
-            torch.mul(drh, a_r, out=d[:, :, 0])
-        d_flat = d.view(time * batch, 3 * hid)
-        d_gates, d_n = d_flat[:, : 2 * hid], d_flat[:, 2 * hid :]
-        needs = ctx.needs_input_grad
-        g_gi = None
-        if needs[0]:
-            g_gi = d.view(time, batch, 3 * hid) if gates_in else d[:, :, 2]
+        dh0 = _reverse(go, grad_ht, keep, step, chunk)
         return (
-            _grad_in(g_gi, bf),
+            g_gi,
             dh0 if needs[1] else None,
-            _wgrad(needs[2], d_n, rh),
-            _bgrad(has_bn and needs[3], d_n),
-            _wgrad(weight_gates is not None and needs[4], d_gates, hp),
-            _bgrad(has_bg and needs[5], d_gates),
+            g_un,
+            d_sum[2 * hid :] if has_bn and needs[3] else None,
+            g_ug,
+            d_sum[: 2 * hid] if has_bg and needs[5] else None,
             None,
             None,
         )
@@ -695,16 +750,6 @@ def gru_reset_before(
 
 
 # -- (b') layer-normalised reset-after GRU (haste's LayerNormGRU) --------------------------------------
-
-
-def _nrz(t: Tensor, hid: int) -> Tensor:
-    """Rows (or entries) in blocks ``[r, z, n]`` -> ``[n, r, z]``."""
-    return torch.cat([t[2 * hid :], t[: 2 * hid]])
-
-
-def _rzn(t: Tensor, hid: int) -> Tensor:
-    """Rows (or entries) in blocks ``[n, r, z]`` -> ``[r, z, n]`` (undoes :func:`_nrz`)."""
-    return torch.cat([t[hid:], t[:hid]])
 
 
 class _LNGRU(torch.autograd.Function):
