@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells._fused import FusedLayer
-from zoo.cells._kernels import gru_reset_after, gru_reset_before, layer_inputs
+from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
 from zoo.cells.base import Gates, State, uniform_
 from zoo.cells.registry import register_cell
@@ -36,17 +36,6 @@ class GRU(FusedLayer):
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)
         self._make()
-
-    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # On CPU the hand-written reset-after kernel (zoo.cells._kernels) measured faster than nn.GRU
-        # (docs/benchmarks.md); nn.GRU stays for variable lengths (packed), GPUs, autocast, double
-        # backward (ZOO_KERNELS=0) and everything else kernels_enabled rules out.
-        inputs = None if lengths is not None else layer_inputs(self, x, state, lengths)
-        if inputs is None:
-            return super()._forward(x, state, lengths)
-        h0, _ = inputs
-        gi = self.project(x)
-        return gru_reset_after(gi, h0, self._weight("weight_hh_l0"), self._weight("bias_hh_l0"))
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
