@@ -101,6 +101,12 @@ def build_cases(seq_len: int) -> dict[str, Step]:
     def gru3() -> None:
         _backward(*K.gru_reset_before(nn.functional.linear(x, w1, b1), h0, un, None, None, cg))
 
+    gx, gh = (torch.ones(3 * H, requires_grad=True) for _ in range(2))  # layer-norm gains
+
+    def ln_gru() -> None:
+        gi = nn.functional.layer_norm(nn.functional.linear(x, w3), (3 * H,), gx, b3)
+        _backward(*K.ln_gru(gi, h0, u3, gh, c3))
+
     def mgu() -> None:
         _backward(*K.mgu(nn.functional.linear(x, w2, b2), h0, uf, cf, uh, ch))
 
@@ -127,6 +133,7 @@ def build_cases(seq_len: int) -> dict[str, Step]:
         ("gru1", gru1),
         ("gru2", gru2),
         ("gru3", gru3),
+        ("ln_gru", ln_gru),
         ("mgu", mgu),
         ("indrnn", indrnn),
         ("min_gru", min_gru),

@@ -45,7 +45,7 @@ def test_encoder_under_bf16_autocast_carries_its_state(cell: str) -> None:
     assert (out.float() - full[:, 5:]).abs().max() < TOL
 
 
-@pytest.mark.parametrize("name", ["gru_cho", "gru1", "gru2", "gru3", "mgu", "min_gru", "min_lstm"])
+@pytest.mark.parametrize("name", ["gru_cho", "gru1", "gru2", "gru3", "ln_gru", "mgu", "min_gru", "min_lstm"])
 def test_kernel_cells_run_their_kernel_in_float32_under_autocast(name: str) -> None:
     """Under bf16 autocast the hand-written kernel still runs, on the float32 state, like the step loop.
 
@@ -59,7 +59,7 @@ def test_kernel_cells_run_their_kernel_in_float32_under_autocast(name: str) -> N
     layer = build_cell(name, 8, 16, **options)
     x = torch.randn(3, 7, 8)
     calls: list[int] = []
-    functions = [getattr(K, n) for n in ("_GRUResetBefore", "_MGU", "_MinGRU", "_LinearRecurrence")]
+    functions = [getattr(K, n) for n in ("_GRUResetBefore", "_LNGRU", "_MGU", "_MinGRU", "_LinearRecurrence")]
     originals = [f.apply for f in functions]
     try:
         for f, orig in zip(functions, originals, strict=True):

@@ -2,11 +2,19 @@
 
 Each recurrence is a ``torch.autograd.Function`` whose forward runs the time loop doing only the
 per-step recurrent matmul and element-wise math into preallocated buffers (no autograd nodes per
-step), and whose backward is written by hand: a reverse-time loop for the recurrent part, then the
-recurrent weight gradient as ONE matmul over all time steps. The input projections are computed by
-the caller for every step at once, so their gradients (``W``, ``x``) are one matmul each as well.
-Factors of the backward that do not depend on the incoming gradient (sigmoid/tanh derivatives,
-masks) are computed once for all steps, vectorised, so the reverse loop is 2 to 6 ops per step.
+step), and whose backward is written by hand: a reverse-time loop for the recurrent part, and the
+recurrent weight gradient as large matmuls over many steps (all of them, or blocks of
+:data:`_CHUNK` steps whose buffers are reused and stay in cache). The input projections are
+computed by the caller for every step at once, so their gradients (``W``, ``x``) are one matmul each
+as well. Factors of the backward that do not depend on the incoming gradient (sigmoid/tanh
+derivatives, masks) are computed vectorised over all steps or over a block, so the reverse loop is 2
+to 8 ops per step. Two things measured to matter on CPU: torch's ``tanh`` costs about four sigmoids
+(the kernels use ``2σ(2x) − 1``), and with glibc's default ``malloc`` every fresh ``[T, B, H]``
+buffer page-faults in, so the kernels allocate few of them.
+
+Kernels: reset-after GRU (``gru_reset_after``, torch's ``nn.GRU``), its layer-normalised form
+(``ln_gru``), reset-before GRU and its gate variants (``gru_reset_before``), MGU (``mgu``), IndRNN
+(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``).
 
 Conventions shared by every kernel:
 
@@ -38,12 +46,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from zoo.cells.base import RecurrentLayer, step_mask
 
 __all__ = [
     "gru_reset_after",
@@ -53,8 +63,11 @@ __all__ = [
     "indrnn",
     "indrnn_loop",
     "kernels_enabled",
+    "layer_inputs",
     "linear_recurrence",
     "linear_recurrence_loop",
+    "ln_gru",
+    "ln_gru_loop",
     "mgu",
     "mgu_loop",
     "min_gru",
@@ -69,6 +82,9 @@ _ENABLED = os.environ.get("ZOO_KERNELS", "1") != "0"
 _DEVICES = ("cpu", "cuda")
 _ANY_DEVICE = os.environ.get("ZOO_KERNELS", "1") == "all"
 _DTYPES = (torch.float32, torch.float64)
+# steps per block of the blocked backward passes: a block's factors and gradients stay in cache
+_CHUNK = 16
+_LN_EPS = 1e-5  # F.layer_norm's default, as the layer-norm cells use
 
 
 @contextlib.contextmanager
@@ -89,12 +105,17 @@ def _functorch_wrapped(t: Tensor) -> bool:
         return False
 
 
-def kernels_enabled(*tensors: Tensor | None) -> bool:
+def _autocast_on(device_type: str) -> bool:
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
+def kernels_enabled(*tensors: Tensor | None, ignore_autocast: bool = False) -> bool:
     """Whether the hand-written kernels can run on these tensors.
 
     True on CPU and CUDA for float32/float64 tensors outside ``torch.func`` transforms (vmap/grad/jvp),
-    TorchScript and ``torch.compile``, unless turned off by :func:`use_kernels` or ``ZOO_KERNELS=0``.
-    ``ZOO_KERNELS=all`` allows any device.
+    TorchScript, ``torch.compile`` and autocast, unless turned off by :func:`use_kernels` or
+    ``ZOO_KERNELS=0``; ``ZOO_KERNELS=all`` allows any device. ``ignore_autocast=True`` is for callers
+    that run the kernel with autocast off, in the state's precision (``zoo.cells.base.run_kernel``).
     """
     if not _ENABLED or torch.jit.is_scripting():
         return False
@@ -105,12 +126,33 @@ def kernels_enabled(*tensors: Tensor | None) -> bool:
             continue
         if t.device.type not in _DEVICES and not _ANY_DEVICE:
             return False
+        if not ignore_autocast and _autocast_on(t.device.type):
+            # called under autocast, the loop computes what autocast asks for (e.g. bf16 matmuls)
+            return False
         if t.dtype not in _DTYPES or _functorch_wrapped(t):
             return False
     return True
 
 
-# -- helpers -----------------------------------------------------------------------------------------
+def layer_inputs(
+    layer: RecurrentLayer, x: Tensor, state: object, lengths: Tensor | None
+) -> tuple[Tensor, Tensor | None] | None:
+    """``(h0, mask)`` for running a one-tensor-state layer on a kernel, or ``None`` where none can run.
+
+    ``state`` is the layer's state or ``None`` (zeros); ``lengths`` the
+    checked lengths or ``None``. ``None`` back means: take the layer's step loop. The layer then runs
+    the kernel through ``zoo.cells.base.run_kernel`` (autocast off, the state's precision), so autocast
+    does not rule the kernel out.
+    """
+    tensors = (x, *([state] if isinstance(state, Tensor) else []), *layer.parameters())
+    if not kernels_enabled(*tensors, ignore_autocast=True):
+        return None
+    h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), layer.hidden_size)
+    mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+    return h0, mask
+
+
+# -- shared scaffolding ------------------------------------------------------------------------------
 
 
 def _time_major(t: Tensor | None, batch_first: bool) -> Tensor | None:
@@ -119,12 +161,17 @@ def _time_major(t: Tensor | None, batch_first: bool) -> Tensor | None:
     return t.transpose(0, 1) if batch_first else t
 
 
+def _inputs(batch_first: bool, mask: Tensor | None, *seqs: Tensor) -> tuple[Tensor | None, list[Tensor]]:
+    """The step mask and the per-step sequences, all time-major (``[T, B, ...]``) views."""
+    return _time_major(mask, batch_first), [s.transpose(0, 1) if batch_first else s for s in seqs]
+
+
 def _output(hs: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
     """``[T, B, H]`` states -> the layer output in the caller's layout (own storage), zero on padding."""
     src, m = (
         (hs.transpose(0, 1), None if mask is None else mask.transpose(0, 1)) if batch_first else (hs, mask)
     )
-    out = torch.empty(src.shape, dtype=hs.dtype, device=hs.device)
+    out = hs.new_empty(src.shape)
     # a copy, so an in-place edit of the output cannot corrupt the states saved for backward
     if m is None:
         out.copy_(src)
@@ -133,17 +180,198 @@ def _output(hs: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
     return out
 
 
+def _recur(
+    h0: Tensor | None,
+    like: Tensor,
+    mask: Tensor | None,
+    step: Callable[[int, Tensor, Tensor], object],
+) -> Tensor:
+    """The forward time loop into one preallocated ``[T + 1, B, H]`` state buffer (``hs[0] = h0``).
+
+    ``step(t, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer);
+    a padding step then keeps the previous state. ``like`` is any time-major ``[T, B, H]`` tensor.
+    """
+    time, batch, hid = like.size(0), like.size(1), like.size(2)
+    hs = like.new_empty(time + 1, batch, hid)
+    if h0 is None:
+        hs[0].zero_()
+    else:
+        hs[0] = h0
+    hs_l = hs.unbind(0)
+    masks = mask.unbind(0) if mask is not None else None
+    for t in range(time):
+        step(t, hs_l[t], hs_l[t + 1])
+        if masks is not None:
+            torch.where(masks[t], hs_l[t + 1], hs_l[t], out=hs_l[t + 1])
+    return hs
+
+
+def _finish(
+    ctx: Any, hs: Tensor, mask: Tensor | None, batch_first: bool, *buffers: Any
+) -> tuple[Tensor, Tensor]:
+    """Keep what the backward needs on ``ctx``; return ``(output, h_T)`` from the state buffer."""
+    ctx.buffers = (hs, mask, *buffers)
+    ctx.batch_first = batch_first
+    return _output(hs[1:], mask, batch_first), hs[hs.size(0) - 1].clone()
+
+
 def _grad_out(grad: Tensor | None, like: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
-    """Incoming output gradient as a contiguous ``[T, B, H]`` tensor, zero on padding."""
+    """Incoming output gradient as a time-major ``[T, B, H]`` tensor, zero on padding."""
     if grad is None:
         return torch.zeros_like(like)
     g = grad.transpose(0, 1) if batch_first else grad
-    g = g * mask if mask is not None else g.contiguous()
-    return g
+    # any strides will do: the loops read it one step at a time
+    return g * mask if mask is not None else g
 
 
-def _grad_in(d_tm: Tensor, batch_first: bool) -> Tensor:
+def _grad_in(d_tm: Tensor | None, batch_first: bool) -> Tensor | None:
+    if d_tm is None:
+        return None
     return d_tm.transpose(0, 1) if batch_first else d_tm
+
+
+def _reverse(
+    go: Tensor,
+    grad_ht: Tensor | None,
+    keep: Tensor,
+    step: Callable[[int, Tensor, Tensor], object],
+    chunk: Callable[[int, int, bool], object] | None = None,
+) -> Tensor:
+    """The reverse time loop of a gated recurrence; returns the gradient of ``h0``.
+
+    From ``dh_{T-1} = go_{T-1} + grad_hT`` it runs ``dh_{t-1} = go_{t-1} + keep_t ⊙ dh_t + (...)``,
+    where ``step(t, dh_t, acc)`` fills the kernel's per-step gradient slots from ``dh_t`` and adds its
+    recurrent terms (matmuls through ``U``) into ``acc``, which already holds the first two terms.
+    ``chunk(lo, hi, before)``, if given, runs before and after each block of :data:`_CHUNK` steps
+    ``lo <= t < hi`` (latest block first): for per-block factors and weight gradients that stay in cache.
+    """
+    time = go.size(0)
+    dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
+    bufs = (torch.empty_like(dh), torch.empty_like(dh))
+    go_l, k_l = go.unbind(0), keep.unbind(0)
+    for hi in range(time, 0, -_CHUNK):
+        lo = max(hi - _CHUNK, 0)
+        if chunk is not None:
+            chunk(lo, hi, True)
+        for t in range(hi - 1, lo - 1, -1):
+            nxt = bufs[t % 2]
+            if t > 0:
+                torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
+            else:
+                torch.mul(dh, k_l[t], out=nxt)
+            step(t, dh, nxt)
+            dh = nxt
+        if chunk is not None:
+            chunk(lo, hi, False)
+    return dh
+
+
+def _rows(bias: Tensor | None, batch: int) -> Tensor | None:
+    """``bias`` repeated for every row of a batch, contiguous: ``addmm(out=)`` starts from a plain copy
+    of it (a broadcast copy of a vector measured about ten times slower per step here)."""
+    return None if bias is None else bias.expand(batch, bias.size(0)).contiguous()
+
+
+def _tanh_of_half_(t: Tensor) -> Tensor:
+    """``tanh(t / 2)`` in place, as ``2σ(t) − 1``: torch's CPU ``tanh`` costs about four sigmoids.
+
+    The kernels get ``t = 2x`` for free from the step's ``addmm`` (``beta = alpha = 2``).
+    """
+    t.sigmoid_()
+    return torch.add(t.new_full((), -1.0), t, alpha=2, out=t)
+
+
+def _update_factors(h_prev: Tensor, n: Tensor, z: Tensor) -> Tensor:
+    """``[T, B, 2, H]``: ``d h / d z-pre`` and ``d h / d n-pre`` of ``h = (1 − z) n + z h_prev`` (keep form).
+
+    ``(h_prev − n) z (1 − z)`` and ``(1 − z)(1 − n²)``, written in place: two temporaries for all steps.
+    """
+    time, batch, hid = n.shape
+    q = n.new_empty(time, batch, 2, hid)
+    q0, q1 = q[:, :, 0], q[:, :, 1]
+    torch.sub(h_prev, n, out=q0).mul_(torch.addcmul(z, z, z, value=-1))
+    torch.addcmul(n.new_ones(()), n, n, value=-1, out=q1)
+    q1.addcmul_(q1, z, value=-1)
+    return q
+
+
+def _keep(keep: Tensor, q: Tensor, mask: Tensor | None) -> Tensor:
+    """Mask the per-step factors ``q`` in place; a padding step's ``keep`` is 1 (gradient passes)."""
+    if mask is None:
+        return keep
+    q.mul_(mask.unsqueeze(-1))
+    return torch.where(mask, keep, 1.0)
+
+
+def _wgrad(need: bool, d: Tensor, x: Tensor) -> Tensor | None:
+    """Gradient of a recurrent weight over all steps at once: ``d^T x`` with ``d`` ``[T*B, rows]``."""
+    return d.t() @ x.reshape(-1, x.size(-1)) if need else None
+
+
+def _bgrad(need: bool, d: Tensor) -> Tensor | None:
+    return d.sum(0) if need else None
+
+
+class _ChunkedWeightGrad:
+    """``out += Σ_t d_t^T x_t`` over a reverse loop, one matmul per chunk of steps.
+
+    The per-step ``d_t`` go into a small buffer (a few steps, in cache and never page-faulted afresh)
+    and meet ``x`` of the same steps in one ``addmm`` when it is full: nearly the speed of a single
+    matmul over all steps without a ``[T, B, rows]`` buffer.
+    """
+
+    def __init__(self, out: Tensor, x: Tensor) -> None:
+        self.out, self.x, self.chunk = out, x, _CHUNK
+        self.buf = x.new_empty(_CHUNK, x.size(1), out.size(0))
+        self.lo: int | None = None  # the lowest step held; steps arrive in decreasing order
+
+    def add(self, t: int, d: Tensor) -> None:
+        slot = t % self.chunk
+        self.buf[slot].copy_(d)
+        self.lo = t
+        if slot == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lo is None:
+            return
+        lo = self.lo
+        hi = (lo // self.chunk) * self.chunk + self.chunk  # exclusive end of the chunk being filled
+        hi = min(hi, self.x.size(0))
+        rows = self.buf[lo % self.chunk : lo % self.chunk + hi - lo].reshape(-1, self.buf.size(-1))
+        self.out.addmm_(rows.t(), self.x[lo:hi].reshape(-1, self.x.size(-1)))
+        self.lo = None
+
+
+def _dispatch(
+    function: type[torch.autograd.Function],
+    loop: Callable[..., tuple[Tensor, Tensor]],
+    args: tuple[Tensor | None, ...],
+    mask: Tensor | None,
+    batch_first: bool,
+) -> tuple[Tensor, Tensor]:
+    """The kernel where :func:`kernels_enabled` allows it, else the plain autograd loop."""
+    if kernels_enabled(*args):
+        out, ht = function.apply(*args, mask, batch_first)
+        return out, ht
+    return loop(*args, mask, batch_first=batch_first)
+
+
+def _autograd_loop(
+    step: Callable[..., Tensor], h0: Tensor, mask: Tensor | None, batch_first: bool, *seqs: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Reference loop under autograd: ``h = step(h, *seqs[t])``; time-major ``seqs`` and ``mask``."""
+    h = h0
+    outs = []
+    for t, xs in enumerate(zip(*(s.unbind(0) for s in seqs), strict=True)):
+        new = step(h, *xs)
+        if mask is not None:
+            new = torch.where(mask[t], new, h)
+            outs.append(new * mask[t])
+        else:
+            outs.append(new)
+        h = new
+    return torch.stack(outs, 1 if batch_first else 0), h
 
 
 def _check(gi: Tensor, h0: Tensor, blocks: int, batch_first: bool, mask: Tensor | None) -> None:
@@ -164,10 +392,34 @@ def _check(gi: Tensor, h0: Tensor, blocks: int, batch_first: bool, mask: Tensor 
             )
 
 
+def _check_pair(
+    a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool, na: str, nb: str
+) -> None:
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(
+            f"{na} and {nb} must be 3-d tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
+        )
+    if h0 is not None:
+        _check(b, h0, 1, batch_first, mask)
+
+
 # -- (a) reset-after GRU (torch / cuDNN form) ---------------------------------------------------------
 
 
+def _nrz(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[r, z, n]`` -> ``[n, r, z]``."""
+    return torch.cat([t[2 * hid :], t[: 2 * hid]])
+
+
+def _rzn(t: Tensor, hid: int) -> Tensor:
+    """Rows (or entries) in blocks ``[n, r, z]`` -> ``[r, z, n]`` (undoes :func:`_nrz`)."""
+    return torch.cat([t[hid:], t[:hid]])
+
+
 class _GRUResetAfter(torch.autograd.Function):
+    # The backward meets U with its blocks in the order [n, r, z] (rows permuted once per call):
+    # then the per-step gradient of ``h U^T + c`` [d gh_n, dr, dz] and the input gradient
+    # [dr, dz, dn] share dr, dz, and the input gradient is written straight into its final layout.
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
@@ -178,99 +430,90 @@ class _GRUResetAfter(torch.autograd.Function):
         mask: Tensor | None,
         batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, three_h = gi_tm.shape
         hid = three_h // 3
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
-        # gh[t] = [gi_rz + U_rz h + c_rz | U_n h + c_n]: the biases (and gi_rz) are written for all
-        # steps at once, so each step is an in-place addmm (its n block is needed backward)
-        gh = gi.new_empty(time, batch, three_h)
-        if bias_hh is not None:
-            torch.add(gi_tm[..., : 2 * hid], bias_hh[: 2 * hid], out=gh[..., : 2 * hid])
-            gh[..., 2 * hid :] = bias_hh[2 * hid :]
-        else:
-            gh[..., : 2 * hid] = gi_tm[..., : 2 * hid]
-            gh[..., 2 * hid :] = 0
+        gh = gi.new_empty(time, batch, three_h)  # h U^T + c of every step (its n block is needed backward)
         rz = gi.new_empty(time, batch, 2 * hid)
-        n = gi.new_empty(time, batch, hid)
+        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
         u_t = weight_hh.t()
-        gi_n = gi_tm[..., 2 * hid :].unbind(0)
-        gh_l, rz_l, n_l, hs_l = gh.unbind(0), rz.unbind(0), n.unbind(0), hs.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            h = hs_l[t]
+        gi_rz = gi_tm[..., : 2 * hid].unbind(0)
+        gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
+        bias_rows = _rows(bias_hh, batch)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
             g = gh_l[t]
-            g.addmm_(h, u_t)
+            if bias_rows is None:
+                torch.mm(h, u_t, out=g)
+            else:
+                torch.addmm(bias_rows, h, u_t, out=g)
             a = rz_l[t]
-            torch.sigmoid(g[:, : 2 * hid], out=a)
+            torch.add(gi_rz[t], g[:, : 2 * hid], out=a)
+            a.sigmoid_()
             nt = n_l[t]
-            torch.addcmul(gi_n[t], a[:, :hid], g[:, 2 * hid :], out=nt)
-            nt.tanh_()
-            torch.lerp(nt, h, a[:, hid:], out=hs_l[t + 1])  # (1 - z) n + z h
-            if masks is not None:
-                torch.where(masks[t], hs_l[t + 1], h, out=hs_l[t + 1])
+            nt.addcmul_(a[:, :hid], g[:, 2 * hid :], value=2)
+            _tanh_of_half_(nt)
+            torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
+
+        hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_hh)
-        ctx.buffers = (hs, gh, rz, n, mask_tm)
-        ctx.batch_first = batch_first
         ctx.has_bias = bias_hh is not None
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        return _finish(ctx, hs, mask_tm, batch_first, gh, rz, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         (weight_hh,) = ctx.saved_tensors
-        hs, gh, rz, n, mask = ctx.buffers
+        hs, mask, gh, rz, n = ctx.buffers
         bf = ctx.batch_first
         time, batch, hid = n.shape
+        three_h = 3 * hid
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        # everything that does not depend on the incoming gradient, for all steps at once
-        q = n.new_empty((time, batch, 2, hid))
-        torch.mul(hp - n, z * (1 - z), out=q[:, :, 0])  # d h / d z-pre-activation
-        torch.mul(1 - z, 1 - n * n, out=q[:, :, 1])  # d h / d n-pre-activation
-        p = n.new_empty((time, batch, 2, hid))
-        torch.mul(gh[..., 2 * hid :], r * (1 - r), out=p[:, :, 0])  # d n-pre / d r-pre
-        p[:, :, 1] = r  # d n-pre / d (U_n h + c_n)
-        if mask is not None:
-            q.mul_(mask.unsqueeze(-1))
-            z = torch.where(mask, z, 1.0)  # a padding step passes the gradient through unchanged
-        # per-step gradient slots [dr, d(U_n h), dz, dn]; the first three meet U with rows (r, n, z)
-        d = n.new_empty((time, batch, 4, hid))
-        u = weight_hh
-        u_perm = torch.cat([u[:hid], u[2 * hid :], u[hid : 2 * hid]])
-        dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
-        bufs = (torch.empty_like(dh), torch.empty_like(dh))
-        d_l, q_l, p_l, z_l, go_l = d.unbind(0), q.unbind(0), p.unbind(0), z.unbind(0), go.unbind(0)
-        for t in range(time - 1, -1, -1):
-            dt = d_l[t]
-            torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 2:])
-            torch.mul(dt[:, 3:], p_l[t], out=dt[:, :2])
-            nxt = bufs[t % 2]
-            if t > 0:
-                torch.addcmul(go_l[t - 1], dh, z_l[t], out=nxt)
-            else:
-                torch.mul(dh, z_l[t], out=nxt)
-            nxt.addmm_(dt[:, :3].reshape(batch, 3 * hid), u_perm)
-            dh = nxt
-        d_flat = d.view(time * batch, 4 * hid)
-        g_gi = g_w = g_b = None
-        if ctx.needs_input_grad[0]:
-            g_gi_tm = n.new_empty((time, batch, 3 * hid))
-            g_gi_tm[..., :hid] = d[:, :, 0]
-            g_gi_tm[..., hid:] = d[:, :, 2:].reshape(time, batch, 2 * hid)
-            g_gi = _grad_in(g_gi_tm, bf)
-        if ctx.needs_input_grad[2]:
-            gw = d_flat[:, : 3 * hid].t() @ hp.reshape(time * batch, hid)
-            g_w = torch.cat([gw[:hid], gw[2 * hid :], gw[hid : 2 * hid]])
-        if ctx.has_bias and ctx.needs_input_grad[3]:
-            gb = d_flat[:, : 3 * hid].sum(0)
-            g_b = torch.cat([gb[:hid], gb[2 * hid :], gb[hid : 2 * hid]])
-        g_h0 = dh if ctx.needs_input_grad[1] else None
-        return g_gi, g_h0, g_w, g_b, None, None
+        q = _update_factors(hp, n, z)  # d h / d (z-pre, n-pre)
+        p = n.new_empty(time, batch, 2, hid)
+        p[:, :, 0] = r  # d n-pre / d gh_n
+        torch.mul(gh[..., 2 * hid :], torch.addcmul(r, r, r, value=-1), out=p[:, :, 1])  # d n-pre / d r-pre
+        keep = _keep(z, q, mask)
+        u = _nrz(weight_hh, hid)
+        g_gi = torch.empty(
+            (batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype, device=n.device
+        )
+        g_gi_l = (g_gi.transpose(0, 1) if bf else g_gi).unbind(0)
+        e = torch.empty(
+            batch, 3, hid, dtype=n.dtype, device=n.device
+        )  # gradient of h U^T + c, blocks [n, r, z]
+        needs = ctx.needs_input_grad
+        g_u = hs.new_zeros(three_h, hid) if needs[2] else None
+        wgrad = None if g_u is None else _ChunkedWeightGrad(g_u, hp)
+        e_sum = n.new_zeros(batch, three_h) if ctx.has_bias and needs[3] else None
+        q_l, p_l = q.unbind(0), p.unbind(0)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            g3 = g_gi_l[t].view(batch, 3, hid)
+            torch.mul(dh.unsqueeze(1), q_l[t], out=g3[:, 1:])  # dz, dn
+            torch.mul(g3[:, 2:], p_l[t], out=e[:, :2])  # d gh_n, dr
+            e[:, 2].copy_(g3[:, 1])
+            g3[:, 0].copy_(e[:, 1])
+            e_flat = e.view(batch, three_h)
+            acc.addmm_(e_flat, u)
+            if wgrad is not None:
+                wgrad.add(t, e_flat)
+            if e_sum is not None:
+                e_sum.add_(e_flat)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
+        if wgrad is not None:
+            wgrad.flush()
+        return (
+            g_gi if needs[0] else None,
+            dh0 if needs[1] else None,
+            None if g_u is None else _rzn(g_u, hid),
+            None if e_sum is None else _rzn(e_sum.sum(0), hid),
+            None,
+            None,
+        )
 
 
 def gru_reset_after_loop(
@@ -283,26 +526,18 @@ def gru_reset_after_loop(
     batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`gru_reset_after` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
         ghh = torch.nn.functional.linear(h, weight_hh, bias_hh)
         xr, xz, xn = g.chunk(3, -1)
         hr, hz, hn = ghh.chunk(3, -1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         nn_ = torch.tanh(xn + r * hn)
-        new = (1 - z) * nn_ + z * h
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+        return (1 - z) * nn_ + z * h
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
 
 
 def gru_reset_after(
@@ -331,10 +566,7 @@ def gru_reset_after(
         ``(output [B, T, H], h_T [B, H])``.
     """
     _check(gi, h0, 3, batch_first, mask)
-    if kernels_enabled(gi, h0, weight_hh, bias_hh):
-        out, ht = _GRUResetAfter.apply(gi, h0, weight_hh, bias_hh, mask, batch_first)
-        return out, ht
-    return gru_reset_after_loop(gi, h0, weight_hh, bias_hh, mask, batch_first=batch_first)
+    return _dispatch(_GRUResetAfter, gru_reset_after_loop, (gi, h0, weight_hh, bias_hh), mask, batch_first)
 
 
 # -- (b) reset-before GRU (Cho 2014 v3) and its slim variants (Dey & Salem 2017) ----------------------
@@ -363,99 +595,125 @@ class _GRUResetBefore(torch.autograd.Function):
         mask: Tensor | None,
         batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, width = gi_tm.shape
         hid = h0.size(1)
         gates_in = width == 3 * hid
         gi_n = gi_tm[..., 2 * hid :] if gates_in else gi_tm
-        n = _gate_input(gi_n, bias_n, gi_tm, hid)  # each step adds (r h) U_n^T in place
-        # gates' input side for every step at once; constant gates (gru3) are finished here too
-        rz = _gate_input(gi_tm[..., : 2 * hid] if gates_in else None, bias_gates, gi_tm, 2 * hid)
-        recurrent_gates = weight_gates is not None
-        if not recurrent_gates:
-            rz.sigmoid_()
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
+        gates_x = gi_tm[..., : 2 * hid] if gates_in else None
+        # input-side terms that the per-step matmuls start from (``out=``, no whole-sequence copy)
+        n_in = gi_n if bias_n is None else gi_n + bias_n
+        n_in_l = n_in.unbind(0)
+        n = gi.new_empty(time, batch, hid)
+        if weight_gates is None:  # constant or input-only gates (gru3): finished for all steps here
+            rz = _gate_input(gates_x, bias_gates, gi_tm, 2 * hid).sigmoid_()
+            g_in: Tensor | None = None
+        else:
+            rz = gi.new_empty(time, batch, 2 * hid)
+            g_in = _rows(bias_gates, batch) if gates_x is None else gates_x
+            if gates_x is not None and bias_gates is not None:
+                g_in = gates_x + bias_gates
+        g_in_l = g_in.unbind(0) if g_in is not None and g_in.dim() == 3 else None
         rh = gi.new_empty(time, batch, hid)
         un_t = weight_n.t()
         ug_t = weight_gates.t() if weight_gates is not None else None
-        rz_l, rh_l, n_l, hs_l = rz.unbind(0), rh.unbind(0), n.unbind(0), hs.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            h = hs_l[t]
+        rz_l, rh_l, n_l = rz.unbind(0), rh.unbind(0), n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
             a = rz_l[t]
             if ug_t is not None:
-                a.addmm_(h, ug_t)
+                if g_in is None:
+                    torch.mm(h, ug_t, out=a)
+                else:
+                    torch.addmm(g_in if g_in_l is None else g_in_l[t], h, ug_t, out=a)
                 a.sigmoid_()
             torch.mul(a[:, :hid], h, out=rh_l[t])
             nt = n_l[t]
-            nt.addmm_(rh_l[t], un_t)
-            nt.tanh_()
-            torch.lerp(nt, h, a[:, hid:], out=hs_l[t + 1])
-            if masks is not None:
-                torch.where(masks[t], hs_l[t + 1], h, out=hs_l[t + 1])
+            torch.addmm(n_in_l[t], rh_l[t], un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt)
+            torch.lerp(nt, h, a[:, hid:], out=out)
+
+        hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_n, weight_gates)
-        ctx.buffers = (hs, rz, rh, n, mask_tm)
-        ctx.flags = (batch_first, gates_in, bias_n is not None, bias_gates is not None)
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        ctx.flags = (gates_in, bias_n is not None, bias_gates is not None)
+        return _finish(ctx, hs, mask_tm, batch_first, rz, rh, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_n, weight_gates = ctx.saved_tensors
-        hs, rz, rh, n, mask = ctx.buffers
-        bf, gates_in, has_bn, has_bg = ctx.flags
+        hs, mask, rz, rh, n = ctx.buffers
+        bf = ctx.batch_first
+        gates_in, has_bn, has_bg = ctx.flags
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        q = n.new_empty((time, batch, 2, hid))
-        torch.mul(hp - n, z * (1 - z), out=q[:, :, 0])
-        torch.mul(1 - z, 1 - n * n, out=q[:, :, 1])
-        a_r = hp * r * (1 - r)
-        if mask is not None:
-            q.mul_(mask.unsqueeze(-1))
-            z = torch.where(mask, z, 1.0)
-        d = n.new_empty((time, batch, 3, hid))  # slots [dr, dz, dn]
-        drh = n.new_empty((time, batch, hid))
-        dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
-        bufs = (torch.empty_like(dh), torch.empty_like(dh))
-        d_l, q_l, z_l, r_l, go_l = d.unbind(0), q.unbind(0), z.unbind(0), r.unbind(0), go.unbind(0)
-        drh_l, ar_l = drh.unbind(0), a_r.unbind(0)
-        for t in range(time - 1, -1, -1):
-            dt = d_l[t]
-            torch.mul(dh.unsqueeze(1), q_l[t], out=dt[:, 1:])
-            torch.mm(dt[:, 2], weight_n, out=drh_l[t])
-            nxt = bufs[t % 2]
-            if t > 0:
-                torch.addcmul(go_l[t - 1], dh, z_l[t], out=nxt)
-            else:
-                torch.mul(dh, z_l[t], out=nxt)
-            nxt.addcmul_(drh_l[t], r_l[t])
-            if weight_gates is not None:
-                torch.mul(drh_l[t], ar_l[t], out=dt[:, 0])
-                nxt.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
-            dh = nxt
-        if weight_gates is None:
-            torch.mul(drh, a_r, out=d[:, :, 0])
-        d_flat = d.view(time * batch, 3 * hid)
-        d_gates, d_n = d_flat[:, : 2 * hid], d_flat[:, 2 * hid :]
+        keep = z if mask is None else torch.where(mask, z, 1.0)
         needs = ctx.needs_input_grad
-        g_gi = g_un = g_bn = g_ug = g_bg = None
-        if needs[0]:
-            g_gi = _grad_in(d.view(time, batch, 3 * hid) if gates_in else d[:, :, 2], bf)
-        if needs[2]:
-            g_un = d_n.t() @ rh.view(time * batch, hid)
-        if has_bn and needs[3]:
-            g_bn = d_n.sum(0)
-        if weight_gates is not None and needs[4]:
-            g_ug = d_gates.t() @ hp.reshape(time * batch, hid)
-        if has_bg and needs[5]:
-            g_bg = d_gates.sum(0)
-        g_h0 = dh if needs[1] else None
-        return g_gi, g_h0, g_un, g_bn, g_ug, g_bg, None, None
+        # Blocked: the factors, the slots [dr, dz, dn] and the weight gradients of _CHUNK steps at a
+        # time live in small buffers reused block after block (in cache, never page-faulted afresh);
+        # only the input gradient is a whole-sequence buffer, written in the caller's layout.
+        q = n.new_empty(_CHUNK, batch, 2, hid)
+        a_r = n.new_empty(_CHUNK, batch, hid)
+        d = n.new_empty(_CHUNK, batch, 3, hid)
+        drh = n.new_empty(_CHUNK, batch, hid)
+        width = 3 * hid if gates_in else hid
+        g_gi = n.new_empty((batch, time, width) if bf else (time, batch, width)) if needs[0] else None
+        g_gi_tm = _time_major(g_gi, bf)
+        g_un = n.new_zeros(hid, hid) if needs[2] else None
+        g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
+        d_sum = n.new_zeros(3 * hid)
+        q_l, d_l, drh_l, ar_l = q.unbind(0), d.unbind(0), drh.unbind(0), a_r.unbind(0)
+        r_l = r.unbind(0)
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            k = hi - lo
+            if before:
+                base[0] = lo
+                h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+                q0, q1 = q[:k, :, 0], q[:k, :, 1]
+                torch.addcmul(z_c, z_c, z_c, value=-1, out=a_r[:k])  # z (1 - z), a_r as scratch
+                torch.sub(h_c, n_c, out=q0).mul_(a_r[:k])  # d h / d z-pre
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q1)
+                q1.addcmul_(q1, z_c, value=-1)  # d h / d n-pre = (1 - n²)(1 - z)
+                torch.addcmul(r_c, r_c, r_c, value=-1, out=a_r[:k]).mul_(h_c)  # d (r h) / d r-pre
+                if mask is not None:
+                    q[:k].mul_(mask[lo:hi].unsqueeze(-1))
+                return
+            if weight_gates is None:
+                torch.mul(drh[:k], a_r[:k], out=d[:k, :, 0])
+            d_flat = d[:k].view(k * batch, 3 * hid)
+            if g_un is not None:
+                g_un.addmm_(d_flat[:, 2 * hid :].t(), rh[lo:hi].reshape(k * batch, hid))
+            if g_ug is not None:
+                g_ug.addmm_(d_flat[:, : 2 * hid].t(), hp[lo:hi].reshape(k * batch, hid))
+            d_sum.add_(d_flat.sum(0))
+            if g_gi_tm is not None:
+                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 3 * hid) if gates_in else d[:k, :, 2])
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            i = t - base[0]
+            dt = d_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dt[:, 1:])
+            torch.mm(dt[:, 2], weight_n, out=drh_l[i])
+            acc.addcmul_(drh_l[i], r_l[t])
+            if weight_gates is not None:
+                torch.mul(drh_l[i], ar_l[i], out=dt[:, 0])
+                acc.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
+
+        dh0 = _reverse(go, grad_ht, keep, step, chunk)
+        return (
+            g_gi,
+            dh0 if needs[1] else None,
+            g_un,
+            d_sum[2 * hid :] if has_bn and needs[3] else None,
+            g_ug,
+            d_sum[: 2 * hid] if has_bg and needs[5] else None,
+            None,
+            None,
+        )
 
 
 def gru_reset_before_loop(
@@ -470,14 +728,11 @@ def gru_reset_before_loop(
     batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`gru_reset_before` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
     hid = h0.size(1)
     gates_in = gi_tm.size(-1) == 3 * hid
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
         pre = g[:, : 2 * hid] if gates_in else torch.zeros_like(g[:, :1]).expand(-1, 2 * hid)
         if weight_gates is not None:
             pre = pre + torch.nn.functional.linear(h, weight_gates)
@@ -486,14 +741,9 @@ def gru_reset_before_loop(
         r, z = torch.sigmoid(pre).chunk(2, -1)
         xn = g[:, 2 * hid :] if gates_in else g
         cand = torch.tanh(xn + torch.nn.functional.linear(r * h, weight_n, bias_n))
-        new = (1 - z) * cand + z * h
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+        return (1 - z) * cand + z * h
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
 
 
 def gru_reset_before(
@@ -529,12 +779,199 @@ def gru_reset_before(
     """
     hid = h0.size(-1) if h0.dim() == 2 else 0
     _check(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, batch_first, mask)
-    if kernels_enabled(gi, h0, weight_n, bias_n, weight_gates, bias_gates):
-        out, ht = _GRUResetBefore.apply(gi, h0, weight_n, bias_n, weight_gates, bias_gates, mask, batch_first)
-        return out, ht
-    return gru_reset_before_loop(
-        gi, h0, weight_n, bias_n, weight_gates, bias_gates, mask, batch_first=batch_first
-    )
+    args = (gi, h0, weight_n, bias_n, weight_gates, bias_gates)
+    return _dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask, batch_first)
+
+
+# -- (b') layer-normalised reset-after GRU (haste's LayerNormGRU) --------------------------------------
+
+
+class _LNGRU(torch.autograd.Function):
+    # The recurrent norm runs over the blocks in the order [n, r, z] (U, γ and c permuted once per call;
+    # a norm over all 3H features does not care about their order): then the backward's per-step
+    # norm gradient [d y_n, dr, dz] and the input gradient [dr, dz, dn] share dr, dz, and the input
+    # gradient is written straight into its final layout, one step at a time.
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        gi: Tensor,
+        h0: Tensor,
+        weight_hh: Tensor,
+        gamma_hh: Tensor,
+        bias_hh: Tensor | None,
+        mask: Tensor | None,
+        batch_first: bool,
+    ) -> tuple[Tensor, Tensor]:
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+        time, batch, three_h = gi_tm.shape
+        hid = three_h // 3
+        norm_shape = (three_h,)
+        u_t = _nrz(weight_hh, hid).t()
+        gamma = _nrz(gamma_hh, hid)
+        beta = None if bias_hh is None else _nrz(bias_hh, hid)
+        graw = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
+        rz = gi.new_empty(time, batch, 2 * hid)
+        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
+        y_n = gi.new_empty(time, batch, hid)  # normalised U_n h + c_n, for dr
+        stats: list[tuple[Tensor, Tensor]] = []
+        gi_rz = gi_tm[..., : 2 * hid].unbind(0)
+        graw_l, rz_l, n_l, yn_l = graw.unbind(0), rz.unbind(0), n.unbind(0), y_n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            g = graw_l[t]
+            torch.mm(h, u_t, out=g)
+            y, mean, rstd = torch.native_layer_norm(g, norm_shape, gamma, beta, _LN_EPS)
+            stats.append((mean, rstd))
+            yn_l[t].copy_(y[:, :hid])
+            a = rz_l[t]
+            torch.add(gi_rz[t], y[:, hid:], out=a)
+            a.sigmoid_()
+            nt = n_l[t]
+            nt.addcmul_(a[:, :hid], y[:, :hid], value=2)
+            _tanh_of_half_(nt)
+            torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
+
+        hs = _recur(h0, n, mask_tm, step)
+        mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
+        ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
+        return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n, y_n)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
+        weight_hh, gamma_hh, bias_hh = ctx.saved_tensors
+        hs, mask, graw, mean, rstd, rz, n, y_n = ctx.buffers
+        bf = ctx.batch_first
+        time, batch, hid = n.shape
+        three_h = 3 * hid
+        u = _nrz(weight_hh, hid)
+        gamma = _nrz(gamma_hh, hid)
+        beta = None if bias_hh is None else _nrz(bias_hh, hid)
+        go = _grad_out(grad_out, n, mask, bf)
+        hp = hs[:time]
+        r, z = rz[..., :hid], rz[..., hid:]
+        # the factors that do not depend on the incoming gradient, each one fresh buffer written in
+        # place (no temporaries: on this CPU a fresh [T, B, H] buffer costs its page faults)
+        q_z = torch.sub(hp, n).mul_(z)
+        q_z.addcmul_(q_z, z, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
+        q_n = torch.addcmul(n.new_ones(()), n, n, value=-1)
+        q_n.addcmul_(q_n, z, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
+        p_r = torch.mul(y_n, r)
+        p_r.addcmul_(p_r, r, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
+        if mask is not None:
+            q_z.mul_(mask)
+            q_n.mul_(mask)
+        keep = z if mask is None else torch.where(mask, z, 1.0)
+        # the input gradient [dr, dz, dn] in the caller's layout, written one step at a time
+        g_gi = torch.empty(
+            (batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype, device=n.device
+        )
+        g_gi_l = (g_gi.transpose(0, 1) if bf else g_gi).unbind(0)
+        dy = torch.empty(
+            batch, 3, hid, dtype=n.dtype, device=n.device
+        )  # the norm's output gradient [d y_n, dr, dz]
+        sums = n.new_zeros(2, three_h)  # gradients of the gain and the bias
+        g_u = hs.new_zeros(three_h, hid) if ctx.needs_input_grad[2] else None
+        wgrad = None if g_u is None else _ChunkedWeightGrad(g_u, hp)
+        qz_l, qn_l, pr_l, r_l, graw_l = (
+            q_z.unbind(0),
+            q_n.unbind(0),
+            p_r.unbind(0),
+            r.unbind(0),
+            graw.unbind(0),
+        )
+        mean_l, rstd_l = mean.unbind(0), rstd.unbind(0)
+        norm_shape = (three_h,)
+        which = (True, True, beta is not None)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            g3 = g_gi_l[t].view(batch, 3, hid)
+            torch.mul(dh, qz_l[t], out=dy[:, 2])  # dz
+            dn = torch.mul(dh, qn_l[t], out=g3[:, 2])
+            torch.mul(dn, r_l[t], out=dy[:, 0])  # d y_n
+            torch.mul(dn, pr_l[t], out=dy[:, 1])  # dr
+            g3[:, :2].copy_(dy[:, 1:])
+            dx, d_gamma, d_beta = torch.ops.aten.native_layer_norm_backward(
+                dy.view(batch, three_h), graw_l[t], norm_shape, mean_l[t], rstd_l[t], gamma, beta, which
+            )
+            acc.addmm_(dx, u)
+            if wgrad is not None:
+                wgrad.add(t, dx)
+            sums[0].add_(d_gamma)
+            if d_beta is not None:
+                sums[1].add_(d_beta)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
+        if wgrad is not None:
+            wgrad.flush()
+        needs = ctx.needs_input_grad
+        return (
+            g_gi if needs[0] else None,
+            dh0 if needs[1] else None,
+            None if g_u is None else _rzn(g_u, hid),
+            _rzn(sums[0], hid) if needs[3] else None,
+            _rzn(sums[1], hid) if beta is not None and needs[4] else None,
+            None,
+            None,
+        )
+
+
+def ln_gru_loop(
+    gi: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    gamma_hh: Tensor,
+    bias_hh: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Plain autograd loop of :func:`ln_gru` (the fallback and the reference)."""
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+    three_h = gi_tm.size(-1)
+    two = 2 * (three_h // 3)
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
+        gh = torch.nn.functional.layer_norm(
+            torch.nn.functional.linear(h, weight_hh), (three_h,), gamma_hh, bias_hh, _LN_EPS
+        )
+        r, z = torch.sigmoid(g[:, :two] + gh[:, :two]).chunk(2, dim=-1)
+        cand = torch.tanh(torch.addcmul(g[:, two:], r, gh[:, two:]))
+        return torch.lerp(cand, h, z)
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
+
+
+def ln_gru(
+    gi: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    gamma_hh: Tensor,
+    bias_hh: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Reset-after GRU with layer norm on the recurrent pre-activation (haste's ``LayerNormGRU``), keep form.
+
+    ``gh = LN(h U^T; γ) + c`` (one norm over all 3H, eps 1e-5); ``r, z = σ(gi_rz + gh_rz)``;
+    ``n = tanh(gi_n + r ⊙ gh_n)``; ``h = (1 − z) ⊙ n + z ⊙ h``. The input side (``LN(W x; γ_x) + b``)
+    comes in ``gi``, computed for every step by the caller.
+
+    Args:
+        gi: input pre-activations ``[B, T, 3H]`` (``[T, B, 3H]``), blocks ``r, z, n``.
+        h0: initial state ``[B, H]``.
+        weight_hh: ``U`` ``[3H, H]``.
+        gamma_hh: the recurrent norm's gain ``[3H]``.
+        bias_hh: ``c`` ``[3H]``, added after the norm, or ``None``.
+        mask: optional bool step mask ``[B, T, 1]`` (``[T, B, 1]``), true on real steps.
+        batch_first: layout of ``gi``, ``mask`` and the output.
+
+    Returns:
+        ``(output [B, T, H], h_T [B, H])``.
+    """
+    _check(gi, h0, 3, batch_first, mask)
+    return _dispatch(_LNGRU, ln_gru_loop, (gi, h0, weight_hh, gamma_hh, bias_hh), mask, batch_first)
 
 
 # -- (c) MGU (Zhou et al. 2016), write convention ------------------------------------------------------
@@ -553,89 +990,75 @@ class _MGU(torch.autograd.Function):
         mask: Tensor | None,
         batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
-        f = _gate_input(gi_tm[..., :hid], bias_f, gi_tm, hid)
-        n = _gate_input(gi_tm[..., hid:], bias_h, gi_tm, hid)
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
+        gi_f, gi_h = gi_tm[..., :hid], gi_tm[..., hid:]
+        f_in = (gi_f if bias_f is None else gi_f + bias_f).unbind(0)
+        n_in = (gi_h if bias_h is None else gi_h + bias_h).unbind(0)
+        f = gi.new_empty(time, batch, hid)
+        n = gi.new_empty(time, batch, hid)
         fh = gi.new_empty(time, batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
-        f_l, fh_l, n_l, hs_l = f.unbind(0), fh.unbind(0), n.unbind(0), hs.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            h = hs_l[t]
+        f_l, fh_l, n_l = f.unbind(0), fh.unbind(0), n.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
             ft = f_l[t]
-            ft.addmm_(h, uf_t)
+            torch.addmm(f_in[t], h, uf_t, out=ft)
             ft.sigmoid_()
             torch.mul(ft, h, out=fh_l[t])
             nt = n_l[t]
-            nt.addmm_(fh_l[t], uh_t)
-            nt.tanh_()
-            torch.lerp(h, nt, ft, out=hs_l[t + 1])  # (1 - f) h + f h~
-            if masks is not None:
-                torch.where(masks[t], hs_l[t + 1], h, out=hs_l[t + 1])
+            torch.addmm(n_in[t], fh_l[t], uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt)
+            torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
+
+        hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_f, weight_h)
-        ctx.buffers = (hs, f, fh, n, mask_tm)
-        ctx.flags = (batch_first, bias_f is not None, bias_h is not None)
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        ctx.flags = (bias_f is not None, bias_h is not None)
+        return _finish(ctx, hs, mask_tm, batch_first, f, fh, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_f, weight_h = ctx.saved_tensors
-        hs, f, fh, n, mask = ctx.buffers
-        bf, has_bf, has_bh = ctx.flags
+        hs, mask, f, fh, n = ctx.buffers
+        bf = ctx.batch_first
+        has_bf, has_bh = ctx.flags
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
-        df_ = f * (1 - f)
-        q = n.new_empty((time, batch, 2, hid))
-        torch.mul(n - hp, df_, out=q[:, :, 0])  # d h / d f-pre via the update
-        torch.mul(f, 1 - n * n, out=q[:, :, 1])  # d h / d candidate-pre
-        a_f2 = hp * df_  # d (f h) / d f-pre
-        keep = 1 - f
-        if mask is not None:
-            q.mul_(mask.unsqueeze(-1))
-            keep = torch.where(mask, keep, 1.0)
-        d = n.new_empty((time, batch, 2, hid))  # slots [df, dn]
-        dfh = n.new_empty((time, batch, hid))
-        dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
-        bufs = (torch.empty_like(dh), torch.empty_like(dh))
-        d_l, q_l, k_l, f_l, go_l = d.unbind(0), q.unbind(0), keep.unbind(0), f.unbind(0), go.unbind(0)
-        dfh_l, a_l = dfh.unbind(0), a_f2.unbind(0)
-        for t in range(time - 1, -1, -1):
+        df_ = torch.addcmul(f, f, f, value=-1)  # σ'
+        q = n.new_empty(time, batch, 2, hid)
+        torch.sub(n, hp, out=q[:, :, 0]).mul_(df_)  # d h / d f-pre via the update
+        torch.addcmul(n.new_ones(()), n, n, value=-1, out=q[:, :, 1]).mul_(f)  # d h / d candidate-pre
+        a_f2 = df_.mul_(hp)  # d (f h) / d f-pre
+        keep = _keep(1 - f, q, mask)
+        d = n.new_empty(time, batch, 2, hid)  # slots [df, dn]
+        dfh = n.new_empty(time, batch, hid)
+        d_l, q_l, f_l, dfh_l, a_l = d.unbind(0), q.unbind(0), f.unbind(0), dfh.unbind(0), a_f2.unbind(0)
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
             dt = d_l[t]
             torch.mul(dh.unsqueeze(1), q_l[t], out=dt)
             torch.mm(dt[:, 1], weight_h, out=dfh_l[t])
             dt[:, 0].addcmul_(dfh_l[t], a_l[t])
-            nxt = bufs[t % 2]
-            if t > 0:
-                torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
-            else:
-                torch.mul(dh, k_l[t], out=nxt)
-            nxt.addcmul_(dfh_l[t], f_l[t])
-            nxt.addmm_(dt[:, 0], weight_f)
-            dh = nxt
+            acc.addcmul_(dfh_l[t], f_l[t])
+            acc.addmm_(dt[:, 0], weight_f)
+
+        dh0 = _reverse(go, grad_ht, keep, step)
         d_flat = d.view(time * batch, 2 * hid)
         d_f, d_n = d_flat[:, :hid], d_flat[:, hid:]
         needs = ctx.needs_input_grad
-        g_gi = g_uf = g_bf = g_uh = g_bh = None
-        if needs[0]:
-            g_gi = _grad_in(d.view(time, batch, 2 * hid), bf)
-        if needs[2]:
-            g_uf = d_f.t() @ hp.reshape(time * batch, hid)
-        if has_bf and needs[3]:
-            g_bf = d_f.sum(0)
-        if needs[4]:
-            g_uh = d_n.t() @ fh.view(time * batch, hid)
-        if has_bh and needs[5]:
-            g_bh = d_n.sum(0)
-        g_h0 = dh if needs[1] else None
-        return g_gi, g_h0, g_uf, g_bf, g_uh, g_bh, None, None
+        return (
+            _grad_in(d.view(time, batch, 2 * hid), bf) if needs[0] else None,
+            dh0 if needs[1] else None,
+            _wgrad(needs[2], d_f, hp),
+            _bgrad(has_bf and needs[3], d_f),
+            _wgrad(needs[4], d_n, fh),
+            _bgrad(has_bh and needs[5], d_n),
+            None,
+            None,
+        )
 
 
 def mgu_loop(
@@ -650,23 +1073,15 @@ def mgu_loop(
     batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`mgu` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
     hid = h0.size(1)
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
         fg = torch.sigmoid(g[:, :hid] + torch.nn.functional.linear(h, weight_f, bias_f))
         cand = torch.tanh(g[:, hid:] + torch.nn.functional.linear(fg * h, weight_h, bias_h))
-        new = (1 - fg) * h + fg * cand
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+        return (1 - fg) * h + fg * cand
+
+    return _autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
 
 
 def mgu(
@@ -696,10 +1111,7 @@ def mgu(
         ``(output [B, T, H], h_T [B, H])``.
     """
     _check(gi, h0, 2, batch_first, mask)
-    if kernels_enabled(gi, h0, weight_f, bias_f, weight_h, bias_h):
-        out, ht = _MGU.apply(gi, h0, weight_f, bias_f, weight_h, bias_h, mask, batch_first)
-        return out, ht
-    return mgu_loop(gi, h0, weight_f, bias_f, weight_h, bias_h, mask, batch_first=batch_first)
+    return _dispatch(_MGU, mgu_loop, (gi, h0, weight_f, bias_f, weight_h, bias_h), mask, batch_first)
 
 
 # -- (d) IndRNN (Li et al. 2018) and the linear recurrence h = a ⊙ h + b --------------------------------
@@ -724,24 +1136,16 @@ class _IndRNN(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, gi: Tensor, h0: Tensor, weight: Tensor, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        gi_tm = _time_major(gi, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert gi_tm is not None
-        time, batch, hid = gi_tm.shape
-        hs = gi.new_empty(time + 1, batch, hid)
-        hs[0] = h0
-        hs_l, gi_l = hs.unbind(0), gi_tm.unbind(0)
-        masks = mask_tm.unbind(0) if mask_tm is not None else None
-        for t in range(time):
-            nxt = hs_l[t + 1]
-            torch.addcmul(gi_l[t], weight, hs_l[t], out=nxt)
-            nxt.relu_()
-            if masks is not None:
-                torch.where(masks[t], nxt, hs_l[t], out=nxt)
+        mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+        gi_l = gi_tm.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            torch.addcmul(gi_l[t], weight, h, out=out)
+            out.relu_()
+
+        hs = _recur(h0, gi_tm, mask_tm, step)
         ctx.save_for_backward(weight)
-        ctx.buffers = (hs, mask_tm)
-        ctx.batch_first = batch_first
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        return _finish(ctx, hs, mask_tm, batch_first)
 
     @staticmethod
     @once_differentiable
@@ -771,20 +1175,8 @@ def indrnn_loop(
     gi: Tensor, h0: Tensor, weight: Tensor, mask: Tensor | None = None, *, batch_first: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`indrnn` (the fallback and the reference)."""
-    gi_tm = _time_major(gi, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert gi_tm is not None
-    h = h0
-    outs = []
-    for t, g in enumerate(gi_tm.unbind(0)):
-        new = torch.relu(g + weight * h)
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+    mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
+    return _autograd_loop(lambda h, g: torch.relu(g + weight * h), h0, mask_tm, batch_first, gi_tm)
 
 
 def indrnn(
@@ -803,10 +1195,7 @@ def indrnn(
         ``(output [B, T, H], h_T [B, H])``.
     """
     _check(gi, h0, 1, batch_first, mask)
-    if kernels_enabled(gi, h0, weight):
-        out, ht = _IndRNN.apply(gi, h0, weight, mask, batch_first)
-        return out, ht
-    return indrnn_loop(gi, h0, weight, mask, batch_first=batch_first)
+    return _dispatch(_IndRNN, indrnn_loop, (gi, h0, weight), mask, batch_first)
 
 
 class _LinearRecurrence(torch.autograd.Function):
@@ -814,31 +1203,23 @@ class _LinearRecurrence(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        a_tm = _time_major(a, batch_first)
-        b_tm = _time_major(b, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert a_tm is not None and b_tm is not None
+        mask_tm, (a_tm, b_tm) = _inputs(batch_first, mask, a, b)
         if mask_tm is not None:
             # a padding step keeps the state: a = 1, b = 0 there
             a_tm = torch.where(mask_tm, a_tm, 1.0)
             b_tm = torch.where(mask_tm, b_tm, 0.0)
-        time, batch, hid = b_tm.shape
-        hs = b.new_empty(time + 1, batch, hid)
-        if h0 is None:
-            hs[0].zero_()
-        else:
-            hs[0] = h0
-        hs_l, a_l, b_l = hs.unbind(0), a_tm.unbind(0), b_tm.unbind(0)
-        for t in range(time):
-            torch.addcmul(b_l[t], a_l[t], hs_l[t], out=hs_l[t + 1])
-        ctx.buffers = (hs, a_tm, mask_tm)
-        ctx.batch_first = batch_first
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        a_l, b_l = a_tm.unbind(0), b_tm.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            torch.addcmul(b_l[t], a_l[t], h, out=out)
+
+        hs = _recur(h0, b_tm, None, step)
+        return _finish(ctx, hs, mask_tm, batch_first, a_tm)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
-        hs, a_tm, mask = ctx.buffers
+        hs, mask, a_tm = ctx.buffers
         bf = ctx.batch_first
         time = hs.size(0) - 1
         go = _grad_out(grad_out, hs[1:], mask, bf)
@@ -851,33 +1232,16 @@ class _LinearRecurrence(torch.autograd.Function):
             if g_a is not None:
                 g_a.mul_(mask)
         g_b = g if needs[1] else None
-        return (
-            _grad_in(g_a, bf) if g_a is not None else None,
-            _grad_in(g_b, bf) if g_b is not None else None,
-            g_h0,
-            None,
-            None,
-        )
+        return _grad_in(g_a, bf), _grad_in(g_b, bf), g_h0, None, None
 
 
 def linear_recurrence_loop(
     a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, batch_first: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`linear_recurrence` (the fallback and the reference)."""
-    a_tm, b_tm = _time_major(a, batch_first), _time_major(b, batch_first)
-    mask_tm = _time_major(mask, batch_first)
-    assert a_tm is not None and b_tm is not None
+    mask_tm, (a_tm, b_tm) = _inputs(batch_first, mask, a, b)
     h = torch.zeros_like(b_tm[0]) if h0 is None else h0
-    outs = []
-    for t, (a_t, b_t) in enumerate(zip(a_tm.unbind(0), b_tm.unbind(0), strict=True)):
-        new = a_t * h + b_t
-        if mask_tm is not None:
-            new = torch.where(mask_tm[t], new, h)
-            outs.append(new * mask_tm[t])
-        else:
-            outs.append(new)
-        h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+    return _autograd_loop(lambda h_, a_t, b_t: a_t * h_ + b_t, h, mask_tm, batch_first, a_tm, b_tm)
 
 
 def linear_recurrence(
@@ -895,16 +1259,8 @@ def linear_recurrence(
         ``(output [B, T, H], h_T [B, H])``: every ``h_t`` (zero on padding) and the state after each
         sequence's last real step.
     """
-    if a.shape != b.shape or a.dim() != 3:
-        raise ValueError(
-            f"a and b must be 3-d tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
-        )
-    if h0 is not None:
-        _check(b, h0, 1, batch_first, mask)
-    if kernels_enabled(a, b, h0):
-        out, ht = _LinearRecurrence.apply(a, b, h0, mask, batch_first)
-        return out, ht
-    return linear_recurrence_loop(a, b, h0, mask, batch_first=batch_first)
+    _check_pair(a, b, h0, mask, batch_first, "a", "b")
+    return _dispatch(_LinearRecurrence, linear_recurrence_loop, (a, b, h0), mask, batch_first)
 
 
 class _MinGRU(torch.autograd.Function):
@@ -912,36 +1268,27 @@ class _MinGRU(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        k_tm = _time_major(k, batch_first)
-        c_tm = _time_major(cand, batch_first)
-        mask_tm = _time_major(mask, batch_first)
-        assert k_tm is not None and c_tm is not None
-        time, batch, hid = c_tm.shape
+        mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
         z = torch.sigmoid(k_tm).contiguous()
         if mask_tm is not None:
             z.mul_(mask_tm)  # z = 0 keeps the state exactly (lerp with weight 0)
-        hs = cand.new_empty(time + 1, batch, hid)
-        if h0 is None:
-            hs[0].zero_()
-        else:
-            hs[0] = h0
-        hs_l, c_l, z_l = hs.unbind(0), c_tm.unbind(0), z.unbind(0)
-        for t in range(time):
-            torch.lerp(hs_l[t], c_l[t], z_l[t], out=hs_l[t + 1])  # (1 - z) h + z h~
+        c_l, z_l = c_tm.unbind(0), z.unbind(0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            torch.lerp(h, c_l[t], z_l[t], out=out)  # (1 - z) h + z h~
+
+        hs = _recur(h0, c_tm, None, step)
         ctx.save_for_backward(cand)
-        ctx.buffers = (hs, z, mask_tm)
-        ctx.batch_first = batch_first
-        return _output(hs[1:], mask_tm, batch_first), hs[time].clone()
+        return _finish(ctx, hs, mask_tm, batch_first, z)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         (cand,) = ctx.saved_tensors
-        hs, z, mask = ctx.buffers
+        hs, mask, z = ctx.buffers
         bf = ctx.batch_first
         time = hs.size(0) - 1
-        c_tm = _time_major(cand, bf)
-        assert c_tm is not None
+        _, (c_tm,) = _inputs(bf, None, cand)
         keep = 1 - z
         go = _grad_out(grad_out, z, mask, bf)
         g = _reverse_linear(go, keep, grad_ht)
@@ -952,13 +1299,7 @@ class _MinGRU(torch.autograd.Function):
             g_k = (c_tm - hs[:time]).mul_(g).mul_(z).mul_(keep)  # dh/dz times σ'
         if needs[1]:
             g_c = g.mul_(z)
-        return (
-            _grad_in(g_k, bf) if g_k is not None else None,
-            _grad_in(g_c, bf) if g_c is not None else None,
-            g_h0,
-            None,
-            None,
-        )
+        return _grad_in(g_k, bf), _grad_in(g_c, bf), g_h0, None, None
 
 
 def min_gru_loop(
@@ -987,13 +1328,5 @@ def min_gru(
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
-    if k.shape != cand.shape or k.dim() != 3:
-        raise ValueError(
-            f"k and cand must be 3-d tensors of the same shape, got {list(k.shape)}, {list(cand.shape)}"
-        )
-    if h0 is not None:
-        _check(cand, h0, 1, batch_first, mask)
-    if kernels_enabled(k, cand, h0):
-        out, ht = _MinGRU.apply(k, cand, h0, mask, batch_first)
-        return out, ht
-    return min_gru_loop(k, cand, h0, mask, batch_first=batch_first)
+    _check_pair(k, cand, h0, mask, batch_first, "k", "cand")
+    return _dispatch(_MinGRU, min_gru_loop, (k, cand, h0), mask, batch_first)

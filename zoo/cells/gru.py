@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells._fused import FusedLayer
-from zoo.cells._kernels import gru_reset_before, kernels_enabled
+from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, run_kernel, step_mask, uniform_
+from zoo.cells.base import Gates, State, run_kernel, uniform_
 from zoo.cells.registry import register_cell
 
 CHO_2014 = "Cho et al. 2014, Learning Phrase Representations using RNN Encoder-Decoder, arXiv:1406.1078"
@@ -105,10 +105,10 @@ class GRUCho(PreparedLoopLayer):
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
         # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        if not kernels_enabled(x, *([state] if isinstance(state, Tensor) else []), *self.parameters()):
+        inputs = layer_inputs(self, x, state, lengths)
+        if inputs is None:
             return super()._forward(x, state, lengths)
-        h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), self.hidden_size)
-        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+        h0, mask = inputs
         u_rz, u_n = self.weight_hh.split([2 * self.hidden_size, self.hidden_size])
         # project() already holds both biases (all additive in the reset-before form)
         return run_kernel(gru_reset_before, self.project(x), h0, u_n, None, u_rz, None, mask)

@@ -12,9 +12,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import gru_reset_before, kernels_enabled
+from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, run_kernel, step_mask, uniform_
+from zoo.cells.base import Gates, State, run_kernel, uniform_
 from zoo.cells.registry import register_cell
 
 DEY_SALEM_2017 = (
@@ -58,10 +58,10 @@ class _GateVariantGRU(PreparedLoopLayer):
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
         # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        if not kernels_enabled(x, *([state] if isinstance(state, Tensor) else []), *self.parameters()):
+        inputs = layer_inputs(self, x, state, lengths)
+        if inputs is None:
             return super()._forward(x, state, lengths)
-        h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), self.hidden_size)
-        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+        h0, mask = inputs
         h = self.hidden_size
         u_n = self.weight_hh[-h:] if self.gates_see_state else self.weight_hh
         u_rz = self.weight_hh[: 2 * h] if self.gates_see_state else None

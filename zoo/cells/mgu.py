@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import kernels_enabled, mgu
+from zoo.cells._kernels import layer_inputs, mgu
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, run_kernel, step_mask, uniform_
+from zoo.cells.base import Gates, State, run_kernel, uniform_
 from zoo.cells.registry import register_cell
 
 ZHOU_2016 = "Zhou, Wu, Zhang & Zhou 2016, Minimal Gated Unit for Recurrent Neural Networks, arXiv:1603.09420"
@@ -57,10 +57,10 @@ class MGU(PreparedLoopLayer):
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
         # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        if not kernels_enabled(x, *([state] if isinstance(state, Tensor) else []), *self.parameters()):
+        inputs = layer_inputs(self, x, state, lengths)
+        if inputs is None:
             return super()._forward(x, state, lengths)
-        h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), self.hidden_size)
-        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+        h0, mask = inputs
         u_f, u_h = self.weight_hh.chunk(2)
         # project() already holds both biases
         return run_kernel(mgu, self.project(x), h0, u_f, None, u_h, None, mask)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import kernels_enabled, linear_recurrence, min_gru
+from zoo.cells._kernels import layer_inputs, linear_recurrence, min_gru
 from zoo.cells._scan import MODES, linear_scan
 from zoo.cells.base import Gates, RecurrentLayer, State, run_kernel, step_mask
 from zoo.cells.registry import register_cell
@@ -102,13 +102,11 @@ class _MinRNN(RecurrentLayer):
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
         time = x.size(1)
         # where the loop is chosen, its hand-written kernel (measured 0.6-0.9x the autograd loop's time)
-        if (
-            time > 1
-            and choose_algorithm(self.mode, time, x.device) == "loop"
-            and kernels_enabled(x, *([state] if isinstance(state, Tensor) else []), *self.parameters())
-        ):
-            h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), self.hidden_size)
-            mask = None if lengths is None else step_mask(lengths, time, x.device)
+        inputs = None
+        if time > 1 and choose_algorithm(self.mode, time, x.device) == "loop":
+            inputs = layer_inputs(self, x, state, lengths)
+        if inputs is not None:
+            h0, mask = inputs
             return run_kernel(self.kernel, self.linear(x), h0, mask)
         out, new_state, _ = self._run(x, state, lengths)
         return out, new_state
