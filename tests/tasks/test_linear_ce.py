@@ -55,6 +55,20 @@ def test_float32_matches_and_custom_ignore_index() -> None:
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_targets_with_underflowing_probability_keep_an_exact_finite_loss(dtype: torch.dtype) -> None:
+    x, w, b = (t.to(dtype).detach() for t in _inputs(12, 4, 30, True) if t is not None)
+    w = w * 400  # logits in the thousands: most targets' softmax is 0 in float32 and float64
+    x, w, b = (t.requires_grad_() for t in (x, w, b))
+    targets = torch.arange(12)
+    got, got_grads = _loss_and_grads(linear_cross_entropy, x, w, b, targets)
+    want, want_grads = _loss_and_grads(_reference, x.double(), w.double(), b.double(), targets)
+    assert torch.isfinite(got) and got > 1000
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+    for g, r in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g.double(), r, rtol=1e-6, atol=1e-6)
+
+
 def test_gradients_only_for_inputs_that_need_them() -> None:
     x, w, b = _inputs(6, 3, 9, True)
     assert w is not None and b is not None

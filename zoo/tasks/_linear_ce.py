@@ -10,8 +10,9 @@ their log-softmax and the gradients (28 MB each at PTB size). Two things make th
   logits go into a buffer whose rows are padded to 64 bytes; the padding columns hold ``-inf``, so the
   softmax gives them probability 0 and the result does not change.
 - Autograd keeps the logits, the log-probabilities, a zero-filled gradient of the log-probabilities and
-  the gradient of the logits. Here the log-probabilities are kept and turned into the gradient in place
-  (``exp``, minus one at each target), so the backward allocates no vocabulary-sized buffer.
+  the gradient of the logits, and the backward reads and writes each. Here only the softmax is kept, and
+  the backward turns it into the gradient in place (minus one at each target): no vocabulary-sized
+  buffer is allocated or filled there, and no ``exp`` pass over it runs again.
 """
 
 from __future__ import annotations
@@ -48,23 +49,31 @@ class _LinearCrossEntropy(torch.autograd.Function):
             torch.addmm(bias, x, weight.t(), out=logits)
         if padded > classes:
             buffer[:, classes:].fill_(float("-inf"))
-        log_probs = torch.log_softmax(buffer, dim=1)
-        del buffer, logits
+        probs = torch.softmax(buffer, dim=1)
         ignored = targets == ignore_index
         picked = targets.masked_fill(ignored, 0).unsqueeze(1)  # [rows, 1]
-        nll = log_probs.gather(1, picked).squeeze(1).neg_().masked_fill_(ignored, 0.0)
-        ctx.save_for_backward(x, weight, log_probs, picked, ignored)
+        target_probs = probs.gather(1, picked).squeeze(1)
+        nll = target_probs.log().neg_()
+        # -log p loses precision where p is subnormal (and is inf where it underflows to 0); those rows,
+        # rare, take log-sum-exp minus the target's logit from the logits instead.
+        tiny = (target_probs < torch.finfo(probs.dtype).tiny ** 0.5) & ~ignored
+        if bool(tiny.any()):
+            low = tiny.nonzero().squeeze(1)
+            low_logits = buffer.index_select(0, low)
+            exact = torch.logsumexp(low_logits, 1) - low_logits.gather(1, picked[low]).squeeze(1)
+            nll = nll.index_copy(0, low, exact)
+        del buffer, logits
+        ctx.save_for_backward(x, weight, probs, picked, ignored)
         ctx.has_bias = bias is not None
         ctx.classes = classes
-        return nll.sum()
+        return nll.masked_fill_(ignored, 0.0).sum()
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, weight, log_probs, picked, ignored = ctx.saved_tensors
-        # The saved log-probabilities become d loss / d logits in place: softmax minus one-hot. A second
+        x, weight, probs, picked, ignored = ctx.saved_tensors
+        # The saved probabilities become d loss / d logits in place: softmax minus one-hot. A second
         # backward through the same graph then fails autograd's version check instead of reading them.
-        grad = log_probs.exp_()
-        grad.scatter_add_(1, picked, grad.new_full(picked.shape, -1.0))
+        grad = probs.scatter_add_(1, picked, probs.new_full(picked.shape, -1.0))
         ignored_rows = ignored.nonzero().squeeze(1)
         if ignored_rows.numel():
             grad.index_fill_(0, ignored_rows, 0.0)
