@@ -100,8 +100,9 @@ def linear_cross_entropy(
 ) -> Tensor:
     """``F.cross_entropy(F.linear(x, weight, bias), targets, ...)``, with less memory traffic on CPU.
 
-    The backward pass may run once per forward (it reuses a saved buffer); under autocast, or for an empty
-    batch, this is the plain ``F.cross_entropy`` over ``F.linear``.
+    The backward pass may run once per forward (it reuses a saved buffer). Off the CPU (where it has not
+    been measured), under autocast, or for an empty batch, this is the plain ``F.cross_entropy`` over
+    ``F.linear``.
 
     Args:
         x: ``[rows, features]``.
@@ -121,7 +122,7 @@ def linear_cross_entropy(
             f"linear_cross_entropy takes x [rows, features] and targets [rows]; got x {list(x.shape)}, "
             f"targets {list(targets.shape)} (flatten batch and time first)"
         )
-    if x.size(0) == 0 or torch.is_autocast_enabled(x.device.type):
+    if x.device.type != "cpu" or x.size(0) == 0 or torch.is_autocast_enabled("cpu"):
         return F.cross_entropy(
             F.linear(x, weight, bias), targets, ignore_index=ignore_index, reduction=reduction
         )
