@@ -146,6 +146,7 @@ class LanguageModel(L.LightningModule):
 
         Equals ``cross_entropy(self.logits(hidden), targets, reduction="sum")`` (targets of -100 ignored),
         computed by :func:`linear_cross_entropy`, which never keeps the full logits for the backward pass.
+        A subclass that changes :meth:`logits` must override this too.
         """
         features = self.projection(self.dropout(hidden))
         return linear_cross_entropy(
