@@ -26,6 +26,7 @@ from zoo.tasks._common import (
     metric,
     output_size,
 )
+from zoo.tasks._linear_ce import linear_cross_entropy
 
 IGNORE_INDEX = -100
 
@@ -140,6 +141,23 @@ class LanguageModel(L.LightningModule):
         """Decoder logits for encoder outputs ``[..., output_size]`` -> ``[..., vocab_size]``."""
         return self.decoder(self.projection(self.dropout(hidden)))
 
+    def nll_sum(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """Summed next-token loss of encoder outputs ``[B, T, output_size]`` against ``targets`` ``[B, T]``.
+
+        Equals ``cross_entropy(self.logits(hidden), targets, reduction="sum")`` (targets of -100 ignored),
+        computed by :func:`linear_cross_entropy`, which never keeps the full logits for the backward pass.
+        A subclass that changes :meth:`logits` must override this too.
+        """
+        features = self.projection(self.dropout(hidden))
+        return linear_cross_entropy(
+            features.reshape(-1, features.size(-1)),
+            self.decoder.weight,
+            self.decoder.bias,
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+
     def forward(self, input_ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """Logits ``[B, T, vocab_size]`` and the encoder state after the last step."""
         out, state = self.encoder(self.encoder_inputs(input_ids), state)
@@ -165,14 +183,9 @@ class LanguageModel(L.LightningModule):
             raise ValueError(
                 f"targets must have the shape of input_ids {list(input_ids.shape)}, got {list(targets.shape)}"
             )
-        logits, state = self(input_ids, self._start_state(stage, batch))
+        out, state = self.encoder(self.encoder_inputs(input_ids), self._start_state(stage, batch))
         self._carried[stage] = (input_ids.size(0), detach_state(state))
-        nll_sum = nn.functional.cross_entropy(
-            logits.reshape(-1, self.vocab_size),
-            targets.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+        nll_sum = self.nll_sum(out, targets)
         tokens = int((targets != IGNORE_INDEX).sum())
         metric(self.ppl, f"{stage}_ppl").update(nll_sum, tokens)
         return nll_sum / max(tokens, 1), nll_sum, tokens
