@@ -37,7 +37,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from zoo.cells import detach_state
@@ -81,9 +80,11 @@ def plain_loop(
         ids, tgt = batch["input_ids"], batch["targets"]
         if bool(batch["reset"]):
             state = None
-        logits, state = model(ids, state)
+        # the model's own loss (decoder + cross-entropy in one function), as its training_step computes it,
+        # so that the ratio measures the Trainer around the step and not a different loss
+        hidden, state = model.encoder(model.encoder_inputs(ids), state)
         state = detach_state(state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1))
+        loss = model.nll_sum(hidden, tgt) / tgt.numel()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from tracking_support import REPO, child_env, free_port, stop_process_group, wait_http
+from tracking_support import REPO, child_env, free_port, port_closes, stop_process_group, wait_http
 
 pytestmark = pytest.mark.slow
 DOC = REPO / "docs" / "tracking.md"
@@ -93,6 +94,10 @@ def test_train_register_load_serve(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             served = json.loads(response.read())["predictions"]
+        # SIGTERM to `zoo serve` alone (as a service manager sends it) stops the server it started too
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert port_closes(port, timeout=30), f"the server on port {port} outlived `zoo serve`"
     finally:
         stop_process_group(proc)
     assert served[0]["label"] == predicted[0]["label"]

@@ -41,6 +41,18 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path | None
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def port_closes(port: int, timeout: float) -> bool:
+    """Whether nothing accepts connections on 127.0.0.1:``port`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.3)
+    return False
+
+
 def stop_process_group(proc: subprocess.Popen) -> None:
     """Stop a process started with ``start_new_session=True`` and its children, by its process id."""
     if proc.poll() is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -73,14 +74,40 @@ def serve(
     tracking_uri: str | None = None,
     workers: int = 1,
 ) -> int:
-    """Serve ``model_uri`` in the foreground until interrupted; returns the server's exit status."""
+    """Serve ``model_uri`` in the foreground until interrupted; returns the server's exit status.
+
+    Ctrl-C (SIGINT) or SIGTERM to this process stops the whole server: ``mlflow models serve`` runs
+    uvicorn as a child of its own, so both are stopped as one process group.
+    """
     print(f"Serving {model_uri} on http://{host}:{port}/invocations (Ctrl-C stops it)", flush=True)
     proc = start_server(model_uri, host, port, tracking_uri, workers)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+        return stop_server(proc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """Stop a server from :func:`start_server` and its children (SIGTERM, then SIGKILL); its exit status."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
 
 
 def serve_main(argv: Sequence[str] | None = None) -> int:
