@@ -79,6 +79,29 @@ def test_gradients_only_for_inputs_that_need_them() -> None:
     torch.testing.assert_close(gx, rx)
 
 
+# The weight and bias gradients share one matmul (x with a column of ones, padded to 64 bytes): 7 features
+# fill 8 float64 columns exactly, 5 and 12 need padding; each subset of gradients takes its own branch.
+@pytest.mark.parametrize("features", [5, 7, 12])
+@pytest.mark.parametrize(
+    "wanted", [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]
+)
+def test_each_subset_of_gradients_equals_cross_entropy(
+    features: int, wanted: tuple[bool, bool, bool]
+) -> None:
+    x, w, b = _inputs(17, features, 11, True)
+    assert w is not None and b is not None
+    for tensor, flag in zip((x, w, b), wanted, strict=True):
+        tensor.requires_grad_(flag)
+    targets = torch.randint(0, 11, (17,), generator=torch.Generator().manual_seed(features))
+    targets[4] = -100
+    params = [t for t, flag in zip((x, w, b), wanted, strict=True) if flag]
+    got = torch.autograd.grad(linear_cross_entropy(x, w, b, targets) * 0.3, params)
+    want = torch.autograd.grad(_reference(x, w, b, targets, reduction="sum") * 0.3, params)
+    for g, r in zip(got, want, strict=True):
+        assert g.shape == r.shape and g.is_contiguous()
+        torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+
+
 def test_bad_input_is_named() -> None:
     x, w, b = _inputs(4, 3, 9, True)
     with pytest.raises(ValueError, match="target 9 is out of range for 9 classes"):
