@@ -185,11 +185,15 @@ def _recur(
     like: Tensor,
     mask: Tensor | None,
     step: Callable[[int, Tensor, Tensor], object],
+    block: Callable[[int, int], object] | None = None,
 ) -> Tensor:
     """The forward time loop into one preallocated ``[T + 1, B, H]`` state buffer (``hs[0] = h0``).
 
     ``step(t, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer);
     a padding step then keeps the previous state. ``like`` is any time-major ``[T, B, H]`` tensor.
+    ``block(lo, hi)``, if given, runs before each block of :data:`_CHUNK` steps ``lo <= t < hi``: for
+    per-block input-side work into small reused buffers (in cache; at long ``T`` a whole-sequence
+    buffer is page-faulted in and streamed through memory).
     """
     time, batch, hid = like.size(0), like.size(1), like.size(2)
     hs = like.new_empty(time + 1, batch, hid)
@@ -200,6 +204,8 @@ def _recur(
     hs_l = hs.unbind(0)
     masks = mask.unbind(0) if mask is not None else None
     for t in range(time):
+        if block is not None and t % _CHUNK == 0:
+            block(t, min(t + _CHUNK, time))
         step(t, hs_l[t], hs_l[t + 1])
         if masks is not None:
             torch.where(masks[t], hs_l[t + 1], hs_l[t], out=hs_l[t + 1])
@@ -236,6 +242,7 @@ def _reverse(
     keep: Tensor,
     step: Callable[[int, Tensor, Tensor], object],
     chunk: Callable[[int, int, bool], object] | None = None,
+    block_keep: bool = False,
 ) -> Tensor:
     """The reverse time loop of a gated recurrence; returns the gradient of ``h0``.
 
@@ -244,6 +251,8 @@ def _reverse(
     recurrent terms (matmuls through ``U``) into ``acc``, which already holds the first two terms.
     ``chunk(lo, hi, before)``, if given, runs before and after each block of :data:`_CHUNK` steps
     ``lo <= t < hi`` (latest block first): for per-block factors and weight gradients that stay in cache.
+    ``keep`` is ``[T, B, H]``, or with ``block_keep`` a ``[_CHUNK, B, H]`` buffer that ``chunk`` fills
+    for each block (step ``t`` reads row ``t - lo``).
     """
     time = go.size(0)
     dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
@@ -251,14 +260,15 @@ def _reverse(
     go_l, k_l = go.unbind(0), keep.unbind(0)
     for hi in range(time, 0, -_CHUNK):
         lo = max(hi - _CHUNK, 0)
+        off = lo if block_keep else 0
         if chunk is not None:
             chunk(lo, hi, True)
         for t in range(hi - 1, lo - 1, -1):
             nxt = bufs[t % 2]
             if t > 0:
-                torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
+                torch.addcmul(go_l[t - 1], dh, k_l[t - off], out=nxt)
             else:
-                torch.mul(dh, k_l[t], out=nxt)
+                torch.mul(dh, k_l[t - off], out=nxt)
             step(t, dh, nxt)
             dh = nxt
         if chunk is not None:
@@ -1264,42 +1274,75 @@ def linear_recurrence(
 
 
 class _MinGRU(torch.autograd.Function):
+    # Blocked in both directions: the gate σ(k) of _CHUNK steps at a time goes into a small reused
+    # buffer (the backward recomputes it from k, one sigmoid per block), and the backward's
+    # recurrence, keep factors and both input gradients run block by block, the gradients written
+    # straight into the caller's layout. At long T no [T, B, H] buffer besides the states and the
+    # two gradients is allocated (each would be page-faulted in and streamed through memory).
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
         mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
-        z = torch.sigmoid(k_tm).contiguous()
-        if mask_tm is not None:
-            z.mul_(mask_tm)  # z = 0 keeps the state exactly (lerp with weight 0)
-        c_l, z_l = c_tm.unbind(0), z.unbind(0)
+        zb = k.new_empty(min(_CHUNK, c_tm.size(0)), c_tm.size(1), c_tm.size(2))
+        c_l, z_l = c_tm.unbind(0), zb.unbind(0)
+        base = [0]
+
+        def block(lo: int, hi: int) -> None:
+            base[0] = lo
+            _min_gru_gate(k_tm, mask_tm, lo, hi, zb)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
-            torch.lerp(h, c_l[t], z_l[t], out=out)  # (1 - z) h + z h~
+            torch.lerp(h, c_l[t], z_l[t - base[0]], out=out)  # (1 - z) h + z h~
 
-        hs = _recur(h0, c_tm, None, step)
-        ctx.save_for_backward(cand)
-        return _finish(ctx, hs, mask_tm, batch_first, z)
+        hs = _recur(h0, c_tm, None, step, block)
+        ctx.save_for_backward(k, cand)
+        return _finish(ctx, hs, mask_tm, batch_first)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
-        (cand,) = ctx.saved_tensors
-        hs, mask, z = ctx.buffers
+        k, cand = ctx.saved_tensors
+        hs, mask = ctx.buffers
         bf = ctx.batch_first
         time = hs.size(0) - 1
-        _, (c_tm,) = _inputs(bf, None, cand)
-        keep = 1 - z
-        go = _grad_out(grad_out, z, mask, bf)
-        g = _reverse_linear(go, keep, grad_ht)
+        _, (k_tm, c_tm) = _inputs(bf, None, k, cand)
+        go = _grad_out(grad_out, hs[1:], mask, bf)
         needs = ctx.needs_input_grad
-        g_h0 = g[0] * keep[0] if needs[2] else None
-        g_k = g_c = None
-        if needs[0]:
-            g_k = (c_tm - hs[:time]).mul_(g).mul_(z).mul_(keep)  # dh/dz times σ'
-        if needs[1]:
-            g_c = g.mul_(z)
-        return _grad_in(g_k, bf), _grad_in(g_c, bf), g_h0, None, None
+        g_k = k.new_empty(k.shape) if needs[0] else None
+        g_c = cand.new_empty(cand.shape) if needs[1] else None
+        gk_tm, gc_tm = _time_major(g_k, bf), _time_major(g_c, bf)
+        rows = min(_CHUNK, time)
+        zb, kb, gb, tmp = (k.new_empty(rows, hs.size(1), hs.size(2)) for _ in range(4))
+        go_l = go.unbind(0)
+        # carry = keep_lo ⊙ g_lo of the block after, the recurrent term of g at its last step
+        carry = grad_ht
+        for hi in range(time, 0, -_CHUNK):
+            lo = max(hi - _CHUNK, 0)
+            n = hi - lo
+            z = _min_gru_gate(k_tm, mask, lo, hi, zb)
+            keep = torch.neg(z, out=kb[:n]).add_(1)  # 1 on padding (z = 0 there)
+            g_l, k_l = gb[:n].unbind(0), keep.unbind(0)
+            if carry is None:
+                g_l[n - 1].copy_(go_l[hi - 1])
+            else:
+                torch.add(go_l[hi - 1], carry, out=g_l[n - 1])
+            for t in range(hi - 2, lo - 1, -1):
+                torch.addcmul(go_l[t], g_l[t + 1 - lo], k_l[t + 1 - lo], out=g_l[t - lo])
+            carry = torch.mul(g_l[0], k_l[0])
+            g = gb[:n]
+            if gk_tm is not None:  # dh/dz times σ'
+                t_k = torch.sub(c_tm[lo:hi], hs[lo:hi], out=tmp[:n]).mul_(g).mul_(z)
+                torch.mul(t_k, keep, out=gk_tm[lo:hi])
+            if gc_tm is not None:
+                torch.mul(g, z, out=gc_tm[lo:hi])
+        return g_k, g_c, carry if needs[2] else None, None, None
+
+
+def _min_gru_gate(k_tm: Tensor, mask: Tensor | None, lo: int, hi: int, out: Tensor) -> Tensor:
+    """``σ(k)`` of steps ``lo <= t < hi`` into ``out[:hi - lo]``, zero on padding (the state is kept)."""
+    z = torch.sigmoid(k_tm[lo:hi], out=out[: hi - lo])
+    return z if mask is None else z.mul_(mask[lo:hi])
 
 
 def min_gru_loop(
