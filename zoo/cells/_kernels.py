@@ -988,6 +988,10 @@ def ln_gru(
 
 
 class _MGU(torch.autograd.Function):
+    # Blocked in both directions: the input side plus its bias of _CHUNK steps at a time goes into small
+    # reused buffers, and the backward's factors, keep, gradient slots, f ⊙ h (recomputed) and weight
+    # gradients run block by block; only the states, f and h~ are kept for all steps. At long T every
+    # other [T, B, H] buffer would be page-faulted in and streamed through memory.
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
@@ -1003,69 +1007,109 @@ class _MGU(torch.autograd.Function):
         mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
+        rows = min(_CHUNK, time)
         gi_f, gi_h = gi_tm[..., :hid], gi_tm[..., hid:]
-        f_in = (gi_f if bias_f is None else gi_f + bias_f).unbind(0)
-        n_in = (gi_h if bias_h is None else gi_h + bias_h).unbind(0)
+        fb = None if bias_f is None else gi.new_empty(rows, batch, hid)
+        nb = None if bias_h is None else gi.new_empty(rows, batch, hid)
         f = gi.new_empty(time, batch, hid)
         n = gi.new_empty(time, batch, hid)
-        fh = gi.new_empty(time, batch, hid)
+        fh = gi.new_empty(batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
-        f_l, fh_l, n_l = f.unbind(0), fh.unbind(0), n.unbind(0)
+        f_l, n_l = f.unbind(0), n.unbind(0)
+        cur: list[Any] = [0, (), ()]  # the block's first step and its per-step input sides
+
+        def block(lo: int, hi: int) -> None:
+            k = hi - lo
+            fs = gi_f[lo:hi] if fb is None else torch.add(gi_f[lo:hi], bias_f, out=fb[:k])
+            ns = gi_h[lo:hi] if nb is None else torch.add(gi_h[lo:hi], bias_h, out=nb[:k])
+            cur[:] = [lo, fs.unbind(0), ns.unbind(0)]
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
+            lo, fs, ns = cur
             ft = f_l[t]
-            torch.addmm(f_in[t], h, uf_t, out=ft)
+            torch.addmm(fs[t - lo], h, uf_t, out=ft)
             ft.sigmoid_()
-            torch.mul(ft, h, out=fh_l[t])
+            torch.mul(ft, h, out=fh)
             nt = n_l[t]
-            torch.addmm(n_in[t], fh_l[t], uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            torch.addmm(ns[t - lo], fh, uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
             _tanh_of_half_(nt)
             torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
 
-        hs = _recur(h0, n, mask_tm, step)
+        hs = _recur(h0, n, mask_tm, step, block)
         ctx.save_for_backward(weight_f, weight_h)
         ctx.flags = (bias_f is not None, bias_h is not None)
-        return _finish(ctx, hs, mask_tm, batch_first, f, fh, n)
+        return _finish(ctx, hs, mask_tm, batch_first, f, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_f, weight_h = ctx.saved_tensors
-        hs, mask, f, fh, n = ctx.buffers
+        hs, mask, f, n = ctx.buffers
         bf = ctx.batch_first
         has_bf, has_bh = ctx.flags
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
-        df_ = torch.addcmul(f, f, f, value=-1)  # σ'
-        q = n.new_empty(time, batch, 2, hid)
-        torch.sub(n, hp, out=q[:, :, 0]).mul_(df_)  # d h / d f-pre via the update
-        torch.addcmul(n.new_ones(()), n, n, value=-1, out=q[:, :, 1]).mul_(f)  # d h / d candidate-pre
-        a_f2 = df_.mul_(hp)  # d (f h) / d f-pre
-        keep = _keep(1 - f, q, mask)
-        d = n.new_empty(time, batch, 2, hid)  # slots [df, dn]
-        dfh = n.new_empty(time, batch, hid)
-        d_l, q_l, f_l, dfh_l, a_l = d.unbind(0), q.unbind(0), f.unbind(0), dfh.unbind(0), a_f2.unbind(0)
+        needs = ctx.needs_input_grad
+        rows = min(_CHUNK, time)
+        q = n.new_empty(rows, batch, 2, hid)  # d h / d [f-pre via the update, candidate-pre]
+        a_f2 = n.new_empty(rows, batch, hid)  # d (f h) / d f-pre
+        keep = n.new_empty(rows, batch, hid)
+        fh = n.new_empty(rows, batch, hid)
+        d = n.new_empty(rows, batch, 2, hid)  # slots [df, dn]
+        dfh = n.new_empty(batch, hid)
+        g_gi = n.new_empty((batch, time, 2 * hid) if bf else (time, batch, 2 * hid)) if needs[0] else None
+        g_gi_tm = _time_major(g_gi, bf)
+        g_uf = n.new_zeros(hid, hid) if needs[2] else None
+        g_uh = n.new_zeros(hid, hid) if needs[4] else None
+        d_sum = n.new_zeros(2 * hid)
+        d_l, q_l, a_l, f_l = d.unbind(0), q.unbind(0), a_f2.unbind(0), f.unbind(0)
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            k = hi - lo
+            if before:
+                base[0] = lo
+                f_c, n_c, h_c = f[lo:hi], n[lo:hi], hp[lo:hi]
+                s = torch.addcmul(f_c, f_c, f_c, value=-1, out=a_f2[:k])  # σ'
+                torch.sub(n_c, h_c, out=q[:k, :, 0]).mul_(s)
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q[:k, :, 1]).mul_(f_c)
+                s.mul_(h_c)
+                torch.neg(f_c, out=keep[:k]).add_(1)
+                if g_uh is not None:
+                    torch.mul(f_c, h_c, out=fh[:k])
+                if mask is not None:  # a padding step: no slot gradient, keep 1 (the gradient passes)
+                    m = mask[lo:hi]
+                    q[:k].mul_(m.unsqueeze(-1))
+                    keep[:k].copy_(torch.where(m, keep[:k], 1.0))
+                return
+            d_flat = d[:k].view(k * batch, 2 * hid)
+            if g_uf is not None:
+                g_uf.addmm_(d_flat[:, :hid].t(), hp[lo:hi].reshape(k * batch, hid))
+            if g_uh is not None:
+                g_uh.addmm_(d_flat[:, hid:].t(), fh[:k].view(k * batch, hid))
+            if has_bf or has_bh:
+                d_sum.add_(d_flat.sum(0))
+            if g_gi_tm is not None:
+                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 2 * hid))
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            dt = d_l[t]
-            torch.mul(dh.unsqueeze(1), q_l[t], out=dt)
-            torch.mm(dt[:, 1], weight_h, out=dfh_l[t])
-            dt[:, 0].addcmul_(dfh_l[t], a_l[t])
-            acc.addcmul_(dfh_l[t], f_l[t])
+            i = t - base[0]
+            dt = d_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dt)
+            torch.mm(dt[:, 1], weight_h, out=dfh)
+            dt[:, 0].addcmul_(dfh, a_l[i])
+            acc.addcmul_(dfh, f_l[t])
             acc.addmm_(dt[:, 0], weight_f)
 
-        dh0 = _reverse(go, grad_ht, keep, step)
-        d_flat = d.view(time * batch, 2 * hid)
-        d_f, d_n = d_flat[:, :hid], d_flat[:, hid:]
-        needs = ctx.needs_input_grad
+        dh0 = _reverse(go, grad_ht, keep, step, chunk, block_keep=True)
         return (
-            _grad_in(d.view(time, batch, 2 * hid), bf) if needs[0] else None,
+            g_gi,
             dh0 if needs[1] else None,
-            _wgrad(needs[2], d_f, hp),
-            _bgrad(has_bf and needs[3], d_f),
-            _wgrad(needs[4], d_n, fh),
-            _bgrad(has_bh and needs[5], d_n),
+            g_uf,
+            d_sum[:hid] if has_bf and needs[3] else None,
+            g_uh,
+            d_sum[hid:] if has_bh and needs[5] else None,
             None,
             None,
         )
