@@ -1020,8 +1020,8 @@ class _MGU(torch.autograd.Function):
 
         def block(lo: int, hi: int) -> None:
             k = hi - lo
-            fs = gi_f[lo:hi] if fb is None else torch.add(gi_f[lo:hi], bias_f, out=fb[:k])
-            ns = gi_h[lo:hi] if nb is None else torch.add(gi_h[lo:hi], bias_h, out=nb[:k])
+            fs = gi_f[lo:hi] if bias_f is None or fb is None else torch.add(gi_f[lo:hi], bias_f, out=fb[:k])
+            ns = gi_h[lo:hi] if bias_h is None or nb is None else torch.add(gi_h[lo:hi], bias_h, out=nb[:k])
             cur[:] = [lo, fs.unbind(0), ns.unbind(0)]
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
