@@ -445,7 +445,7 @@ class _GRUResetAfter(torch.autograd.Function):
         hid = three_h // 3
         gh = gi.new_empty(time, batch, three_h)  # h U^T + c of every step (its n block is needed backward)
         rz = gi.new_empty(time, batch, 2 * hid)
-        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
+        n = gi.new_empty(time, batch, hid)  # doubled (see _tanh_of_half_), each step adds to it
         u_t = weight_hh.t()
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
@@ -821,7 +821,7 @@ class _LNGRU(torch.autograd.Function):
         beta = None if bias_hh is None else _nrz(bias_hh, hid)
         graw = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
         rz = gi.new_empty(time, batch, 2 * hid)
-        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
+        n = gi.new_empty(time, batch, hid)  # doubled (see _tanh_of_half_), each step adds to it
         y_n = gi.new_empty(time, batch, hid)  # normalised U_n h + c_n, for dr
         stats: list[tuple[Tensor, Tensor]] = []
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
@@ -841,7 +841,10 @@ class _LNGRU(torch.autograd.Function):
             _tanh_of_half_(nt)
             torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
 
-        hs = _recur(h0, n, mask_tm, step)
+        def block(lo: int, hi: int) -> None:  # written while the block's steps use it (in cache)
+            torch.mul(gi_tm[lo:hi, :, 2 * hid :], 2, out=n[lo:hi])
+
+        hs = _recur(h0, n, mask_tm, step, block)
         mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
         ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
         return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n, y_n)
@@ -860,18 +863,29 @@ class _LNGRU(torch.autograd.Function):
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        # the factors that do not depend on the incoming gradient, each one fresh buffer written in
-        # place (no temporaries: on this CPU a fresh [T, B, H] buffer costs its page faults)
-        q_z = torch.sub(hp, n).mul_(z)
-        q_z.addcmul_(q_z, z, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
-        q_n = torch.addcmul(n.new_ones(()), n, n, value=-1)
-        q_n.addcmul_(q_n, z, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
-        p_r = torch.mul(y_n, r)
-        p_r.addcmul_(p_r, r, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
-        if mask is not None:
-            q_z.mul_(mask)
-            q_n.mul_(mask)
         keep = z if mask is None else torch.where(mask, z, 1.0)
+        # the factors that do not depend on the incoming gradient, per block of _CHUNK steps into small
+        # buffers reused block after block (in cache; whole-sequence ones would be page-faulted in)
+        rows = min(_CHUNK, time)
+        q_z, q_n, p_r = (n.new_empty(rows, batch, hid) for _ in range(3))
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            if not before:
+                return
+            k = hi - lo
+            base[0] = lo
+            h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+            qz = torch.sub(h_c, n_c, out=q_z[:k]).mul_(z_c)
+            qz.addcmul_(qz, z_c, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
+            qn = torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q_n[:k])
+            qn.addcmul_(qn, z_c, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
+            pr = torch.mul(y_n[lo:hi], r_c, out=p_r[:k])
+            pr.addcmul_(pr, r_c, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
+            if mask is not None:
+                qz.mul_(mask[lo:hi])
+                qn.mul_(mask[lo:hi])
+
         # the input gradient [dr, dz, dn] in the caller's layout, written one step at a time
         g_gi = torch.empty(
             (batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype, device=n.device
@@ -895,11 +909,12 @@ class _LNGRU(torch.autograd.Function):
         which = (True, True, beta is not None)
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            i = t - base[0]
             g3 = g_gi_l[t].view(batch, 3, hid)
-            torch.mul(dh, qz_l[t], out=dy[:, 2])  # dz
-            dn = torch.mul(dh, qn_l[t], out=g3[:, 2])
+            torch.mul(dh, qz_l[i], out=dy[:, 2])  # dz
+            dn = torch.mul(dh, qn_l[i], out=g3[:, 2])
             torch.mul(dn, r_l[t], out=dy[:, 0])  # d y_n
-            torch.mul(dn, pr_l[t], out=dy[:, 1])  # dr
+            torch.mul(dn, pr_l[i], out=dy[:, 1])  # dr
             g3[:, :2].copy_(dy[:, 1:])
             dx, d_gamma, d_beta = torch.ops.aten.native_layer_norm_backward(
                 dy.view(batch, three_h), graw_l[t], norm_shape, mean_l[t], rstd_l[t], gamma, beta, which
@@ -911,7 +926,7 @@ class _LNGRU(torch.autograd.Function):
             if d_beta is not None:
                 sums[1].add_(d_beta)
 
-        dh0 = _reverse(go, grad_ht, keep, step)
+        dh0 = _reverse(go, grad_ht, keep, step, chunk)
         if wgrad is not None:
             wgrad.flush()
         needs = ctx.needs_input_grad
