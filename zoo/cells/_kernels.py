@@ -445,7 +445,7 @@ class _GRUResetAfter(torch.autograd.Function):
         hid = three_h // 3
         gh = gi.new_empty(time, batch, three_h)  # h U^T + c of every step (its n block is needed backward)
         rz = gi.new_empty(time, batch, 2 * hid)
-        n = gi.new_empty(time, batch, hid)  # doubled (see _tanh_of_half_), each step adds to it
+        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
         u_t = weight_hh.t()
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
