@@ -282,13 +282,14 @@ def _rows(bias: Tensor | None, batch: int) -> Tensor | None:
     return None if bias is None else bias.expand(batch, bias.size(0)).contiguous()
 
 
-def _tanh_of_half_(t: Tensor) -> Tensor:
+def _tanh_of_half_(t: Tensor, minus_one: Tensor | None = None) -> Tensor:
     """``tanh(t / 2)`` in place, as ``2σ(t) − 1``: torch's CPU ``tanh`` costs about four sigmoids.
 
     The kernels get ``t = 2x`` for free from the step's ``addmm`` (``beta = alpha = 2``).
+    ``minus_one``: a 0-d ``-1`` of ``t``'s dtype and device made once per sequence (not once a step).
     """
     t.sigmoid_()
-    return torch.add(t.new_full((), -1.0), t, alpha=2, out=t)
+    return torch.add(t.new_full((), -1.0) if minus_one is None else minus_one, t, alpha=2, out=t)
 
 
 def _update_factors(h_prev: Tensor, n: Tensor, z: Tensor) -> Tensor:
@@ -449,6 +450,7 @@ class _GRUResetAfter(torch.autograd.Function):
         u_t = weight_hh.t()
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
+        minus_one = gi.new_full((), -1.0)
         bias_rows = _rows(bias_hh, batch)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
@@ -462,7 +464,7 @@ class _GRUResetAfter(torch.autograd.Function):
             a.sigmoid_()
             nt = n_l[t]
             nt.addcmul_(a[:, :hid], g[:, 2 * hid :], value=2)
-            _tanh_of_half_(nt)
+            _tanh_of_half_(nt, minus_one)
             torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
 
         hs = _recur(h0, n, mask_tm, step)
@@ -627,21 +629,25 @@ class _GRUResetBefore(torch.autograd.Function):
         rh = gi.new_empty(time, batch, hid)
         un_t = weight_n.t()
         ug_t = weight_gates.t() if weight_gates is not None else None
+        # per-step views made once (a view costs about as much Python time as a small op)
         rz_l, rh_l, n_l = rz.unbind(0), rh.unbind(0), n.unbind(0)
+        r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
+        minus_one = gi.new_full((), -1.0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
-            a = rz_l[t]
             if ug_t is not None:
+                a = rz_l[t]
                 if g_in is None:
                     torch.mm(h, ug_t, out=a)
                 else:
                     torch.addmm(g_in if g_in_l is None else g_in_l[t], h, ug_t, out=a)
                 a.sigmoid_()
-            torch.mul(a[:, :hid], h, out=rh_l[t])
+            rh_t = rh_l[t]
+            torch.mul(r_l[t], h, out=rh_t)
             nt = n_l[t]
-            torch.addmm(n_in_l[t], rh_l[t], un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
-            _tanh_of_half_(nt)
-            torch.lerp(nt, h, a[:, hid:], out=out)
+            torch.addmm(n_in_l[t], rh_t, un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt, minus_one)
+            torch.lerp(nt, h, z_l[t], out=out)
 
         hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_n, weight_gates)
@@ -674,7 +680,7 @@ class _GRUResetBefore(torch.autograd.Function):
         g_un = n.new_zeros(hid, hid) if needs[2] else None
         g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
         d_sum = n.new_zeros(3 * hid)
-        q_l, d_l, drh_l, ar_l = q.unbind(0), d.unbind(0), drh.unbind(0), a_r.unbind(0)
+        q_l, drh_l, ar_l = q.unbind(0), drh.unbind(0), a_r.unbind(0)
         r_l = r.unbind(0)
         base = [0]
 
@@ -703,15 +709,19 @@ class _GRUResetBefore(torch.autograd.Function):
             if g_gi_tm is not None:
                 g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 3 * hid) if gates_in else d[:k, :, 2])
 
+        # per-step views of the slots made once (d is reused block after block)
+        dzn_l, dn_l, dr_l = d[:, :, 1:].unbind(0), d[:, :, 2].unbind(0), d[:, :, 0].unbind(0)
+        drz_l = [v.view(batch, 2 * hid) for v in d[:, :, :2].unbind(0)]
+
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
             i = t - base[0]
-            dt = d_l[i]
-            torch.mul(dh.unsqueeze(1), q_l[i], out=dt[:, 1:])
-            torch.mm(dt[:, 2], weight_n, out=drh_l[i])
-            acc.addcmul_(drh_l[i], r_l[t])
+            drh_i = drh_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dzn_l[i])
+            torch.mm(dn_l[i], weight_n, out=drh_i)
+            acc.addcmul_(drh_i, r_l[t])
             if weight_gates is not None:
-                torch.mul(drh_l[i], ar_l[i], out=dt[:, 0])
-                acc.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
+                torch.mul(drh_i, ar_l[i], out=dr_l[i])
+                acc.addmm_(drz_l[i], weight_gates)
 
         dh0 = _reverse(go, grad_ht, keep, step, chunk)
         return (
@@ -824,6 +834,7 @@ class _LNGRU(torch.autograd.Function):
         n = gi.new_empty(time, batch, hid)  # doubled (see _tanh_of_half_), each step adds to it
         y_n = gi.new_empty(time, batch, hid)  # normalised U_n h + c_n, for dr
         stats: list[tuple[Tensor, Tensor]] = []
+        minus_one = gi.new_full((), -1.0)
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         graw_l, rz_l, n_l, yn_l = graw.unbind(0), rz.unbind(0), n.unbind(0), y_n.unbind(0)
 
@@ -838,7 +849,7 @@ class _LNGRU(torch.autograd.Function):
             a.sigmoid_()
             nt = n_l[t]
             nt.addcmul_(a[:, :hid], y[:, :hid], value=2)
-            _tanh_of_half_(nt)
+            _tanh_of_half_(nt, minus_one)
             torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
 
         def block(lo: int, hi: int) -> None:  # written while the block's steps use it (in cache)
@@ -1031,6 +1042,7 @@ class _MGU(torch.autograd.Function):
         fh = gi.new_empty(batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
         f_l, n_l = f.unbind(0), n.unbind(0)
+        minus_one = gi.new_full((), -1.0)
         cur: list[Any] = [0, (), ()]  # the block's first step and its per-step input sides
 
         def block(lo: int, hi: int) -> None:
@@ -1047,7 +1059,7 @@ class _MGU(torch.autograd.Function):
             torch.mul(ft, h, out=fh)
             nt = n_l[t]
             torch.addmm(ns[t - lo], fh, uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
-            _tanh_of_half_(nt)
+            _tanh_of_half_(nt, minus_one)
             torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
 
         hs = _recur(h0, n, mask_tm, step, block)
