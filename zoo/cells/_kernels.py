@@ -832,25 +832,24 @@ class _LNGRU(torch.autograd.Function):
         graw = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
         rz = gi.new_empty(time, batch, 2 * hid)
         n = gi.new_empty(time, batch, hid)  # doubled (see _tanh_of_half_), each step adds to it
-        y_n = gi.new_empty(time, batch, hid)  # normalised U_n h + c_n, for dr
         stats: list[tuple[Tensor, Tensor]] = []
         minus_one = gi.new_full((), -1.0)
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
-        graw_l, rz_l, n_l, yn_l = graw.unbind(0), rz.unbind(0), n.unbind(0), y_n.unbind(0)
+        graw_l, rz_l, n_l = graw.unbind(0), rz.unbind(0), n.unbind(0)
+        r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
             g = graw_l[t]
             torch.mm(h, u_t, out=g)
             y, mean, rstd = torch.native_layer_norm(g, norm_shape, gamma, beta, _LN_EPS)
             stats.append((mean, rstd))
-            yn_l[t].copy_(y[:, :hid])
             a = rz_l[t]
             torch.add(gi_rz[t], y[:, hid:], out=a)
             a.sigmoid_()
             nt = n_l[t]
-            nt.addcmul_(a[:, :hid], y[:, :hid], value=2)
+            nt.addcmul_(r_l[t], y[:, :hid], value=2)
             _tanh_of_half_(nt, minus_one)
-            torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
+            torch.lerp(nt, h, z_l[t], out=out)  # (1 - z) n + z h
 
         def block(lo: int, hi: int) -> None:  # written while the block's steps use it (in cache)
             torch.mul(gi_tm[lo:hi, :, 2 * hid :], 2, out=n[lo:hi])
@@ -858,13 +857,13 @@ class _LNGRU(torch.autograd.Function):
         hs = _recur(h0, n, mask_tm, step, block)
         mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
         ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
-        return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n, y_n)
+        return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_hh, gamma_hh, bias_hh = ctx.saved_tensors
-        hs, mask, graw, mean, rstd, rz, n, y_n = ctx.buffers
+        hs, mask, graw, mean, rstd, rz, n = ctx.buffers
         bf = ctx.batch_first
         time, batch, hid = n.shape
         three_h = 3 * hid
@@ -891,7 +890,12 @@ class _LNGRU(torch.autograd.Function):
             qz.addcmul_(qz, z_c, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
             qn = torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q_n[:k])
             qn.addcmul_(qn, z_c, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
-            pr = torch.mul(y_n[lo:hi], r_c, out=p_r[:k])
+            # y_n, the normalised U_n h + c_n, recomputed from the norm's input and statistics
+            pr = torch.sub(graw[lo:hi, :, :hid], mean[lo:hi], out=p_r[:k]).mul_(rstd[lo:hi])
+            pr.mul_(gamma[:hid])
+            if beta is not None:
+                pr.add_(beta[:hid])
+            pr.mul_(r_c)
             pr.addcmul_(pr, r_c, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
             if mask is not None:
                 qz.mul_(mask[lo:hi])
