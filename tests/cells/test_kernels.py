@@ -276,3 +276,29 @@ def test_blocked_kernels_partial_gradients(
     g_l = torch.autograd.grad((out_l * w_out).sum() + (h_l * w_h).sum(), leaves)  # type: ignore[arg-type]
     for a, b in zip(g_k, g_l, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [2, 16], ids=["block2", "one-block"])
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.parametrize("batch_first", [True, False], ids=["bf", "tm"])
+def test_min_gru_packed_equals_loop(
+    batch_first: bool, masked: bool, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packed-projection minGRU kernel: outputs and the gradients of ``[k, h~]`` and ``h0`` (one
+    buffer in the projection's layout) equal the loop's over the two halves."""
+    monkeypatch.setattr(K, "_CHUNK", chunk)
+    torch.manual_seed(5)
+    proj, h0 = _seq(2, batch_first), _r(B, H)
+    mask = _mask(batch_first) if masked else None
+    out_k, h_k = K.min_gru_packed(proj, h0, mask, batch_first=batch_first)
+    out_l, h_l = K.min_gru_loop(*proj.chunk(2, -1), h0, mask, batch_first=batch_first)
+    torch.testing.assert_close(out_k, out_l, atol=1e-10, rtol=0)
+    torch.testing.assert_close(h_k, h_l, atol=1e-10, rtol=0)
+    w_out, w_h = torch.randn_like(out_l), torch.randn_like(h_l)
+    g_k = torch.autograd.grad((out_k * w_out).sum() + (h_k * w_h).sum(), [proj, h0])
+    g_l = torch.autograd.grad((out_l * w_out).sum() + (h_l * w_h).sum(), [proj, h0])
+    assert g_k[0].is_contiguous()
+    for a, b in zip(g_k, g_l, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="2H"):
+        K.min_gru_packed(proj[..., :-1], h0)

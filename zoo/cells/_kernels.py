@@ -72,6 +72,7 @@ __all__ = [
     "mgu_loop",
     "min_gru",
     "min_gru_loop",
+    "min_gru_packed",
     "use_kernels",
 ]
 
@@ -1354,64 +1355,95 @@ class _MinGRU(torch.autograd.Function):
     # recurrence, keep factors and both input gradients run block by block, the gradients written
     # straight into the caller's layout. At long T no [T, B, H] buffer besides the states and the
     # two gradients is allocated (each would be page-faulted in and streamed through memory).
+    # With cand None, k is the packed projection [k, h~]: both gradients then go into one buffer in
+    # its layout, and no concatenation of the halves' gradients follows (min_gru_packed).
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
+        ctx: Any, k: Tensor, cand: Tensor | None, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
-        zb = k.new_empty(min(_CHUNK, c_tm.size(0)), c_tm.size(1), c_tm.size(2))
-        c_l, z_l = c_tm.unbind(0), zb.unbind(0)
-        base = [0]
-
-        def block(lo: int, hi: int) -> None:
-            base[0] = lo
-            _min_gru_gate(k_tm, mask_tm, lo, hi, zb)
-
-        def step(t: int, h: Tensor, out: Tensor) -> None:
-            torch.lerp(h, c_l[t], z_l[t - base[0]], out=out)  # (1 - z) h + z h~
-
-        hs = _recur(h0, c_tm, None, step, block)
         ctx.save_for_backward(k, cand)
-        return _finish(ctx, hs, mask_tm, batch_first)
+        if cand is None:
+            k, cand = k.chunk(2, dim=-1)
+        return _min_gru_forward(ctx, k, cand, h0, mask, batch_first)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         k, cand = ctx.saved_tensors
-        hs, mask = ctx.buffers
-        bf = ctx.batch_first
-        time = hs.size(0) - 1
-        _, (k_tm, c_tm) = _inputs(bf, None, k, cand)
-        go = _grad_out(grad_out, hs[1:], mask, bf)
         needs = ctx.needs_input_grad
+        if cand is None:  # packed
+            g = k.new_empty(k.shape) if needs[0] else None
+            g_k, g_c = (None, None) if g is None else g.chunk(2, dim=-1)
+            k, cand = k.chunk(2, dim=-1)
+            dh0 = _min_gru_backward(ctx, k, cand, grad_out, grad_ht, g_k, g_c)
+            return g, None, dh0 if needs[2] else None, None, None
         g_k = k.new_empty(k.shape) if needs[0] else None
         g_c = cand.new_empty(cand.shape) if needs[1] else None
-        gk_tm, gc_tm = _time_major(g_k, bf), _time_major(g_c, bf)
-        rows = min(_CHUNK, time)
-        zb, kb, gb, tmp = (k.new_empty(rows, hs.size(1), hs.size(2)) for _ in range(4))
-        go_l = go.unbind(0)
-        # carry = keep_lo ⊙ g_lo of the block after, the recurrent term of g at its last step
-        carry = grad_ht
-        for hi in range(time, 0, -_CHUNK):
-            lo = max(hi - _CHUNK, 0)
-            n = hi - lo
-            z = _min_gru_gate(k_tm, mask, lo, hi, zb)
-            keep = torch.neg(z, out=kb[:n]).add_(1)  # 1 on padding (z = 0 there)
-            g_l, k_l = gb[:n].unbind(0), keep.unbind(0)
-            if carry is None:
-                g_l[n - 1].copy_(go_l[hi - 1])
-            else:
-                torch.add(go_l[hi - 1], carry, out=g_l[n - 1])
-            for t in range(hi - 2, lo - 1, -1):
-                torch.addcmul(go_l[t], g_l[t + 1 - lo], k_l[t + 1 - lo], out=g_l[t - lo])
-            carry = torch.mul(g_l[0], k_l[0])
-            g = gb[:n]
-            if gk_tm is not None:  # dh/dz times σ'
-                t_k = torch.sub(c_tm[lo:hi], hs[lo:hi], out=tmp[:n]).mul_(g).mul_(z)
-                torch.mul(t_k, keep, out=gk_tm[lo:hi])
-            if gc_tm is not None:
-                torch.mul(g, z, out=gc_tm[lo:hi])
-        return g_k, g_c, carry if needs[2] else None, None, None
+        dh0 = _min_gru_backward(ctx, k, cand, grad_out, grad_ht, g_k, g_c)
+        return g_k, g_c, dh0 if needs[2] else None, None, None
+
+
+def _min_gru_forward(
+    ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
+) -> tuple[Tensor, Tensor]:
+    mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
+    zb = k.new_empty(min(_CHUNK, c_tm.size(0)), c_tm.size(1), c_tm.size(2))
+    c_l, z_l = c_tm.unbind(0), zb.unbind(0)
+    base = [0]
+
+    def block(lo: int, hi: int) -> None:
+        base[0] = lo
+        _min_gru_gate(k_tm, mask_tm, lo, hi, zb)
+
+    def step(t: int, h: Tensor, out: Tensor) -> None:
+        torch.lerp(h, c_l[t], z_l[t - base[0]], out=out)  # (1 - z) h + z h~
+
+    hs = _recur(h0, c_tm, None, step, block)
+    return _finish(ctx, hs, mask_tm, batch_first)
+
+
+def _min_gru_backward(
+    ctx: Any,
+    k: Tensor,
+    cand: Tensor,
+    grad_out: Tensor | None,
+    grad_ht: Tensor | None,
+    g_k: Tensor | None,
+    g_c: Tensor | None,
+) -> Tensor | None:
+    """Writes the gradients of ``k`` and ``cand`` into ``g_k``/``g_c`` (either may be ``None``, any
+    strides in the caller's layout); returns that of ``h0``."""
+    hs, mask = ctx.buffers
+    bf = ctx.batch_first
+    time = hs.size(0) - 1
+    _, (k_tm, c_tm) = _inputs(bf, None, k, cand)
+    go = _grad_out(grad_out, hs[1:], mask, bf)
+    gk_tm, gc_tm = _time_major(g_k, bf), _time_major(g_c, bf)
+    rows = min(_CHUNK, time)
+    zb, kb, gb, tmp = (k.new_empty(rows, hs.size(1), hs.size(2)) for _ in range(4))
+    go_l = go.unbind(0)
+    # carry = keep_lo ⊙ g_lo of the block after, the recurrent term of g at its last step
+    carry = grad_ht
+    for hi in range(time, 0, -_CHUNK):
+        lo = max(hi - _CHUNK, 0)
+        n = hi - lo
+        z = _min_gru_gate(k_tm, mask, lo, hi, zb)
+        keep = torch.neg(z, out=kb[:n]).add_(1)  # 1 on padding (z = 0 there)
+        g_l, k_l = gb[:n].unbind(0), keep.unbind(0)
+        if carry is None:
+            g_l[n - 1].copy_(go_l[hi - 1])
+        else:
+            torch.add(go_l[hi - 1], carry, out=g_l[n - 1])
+        for t in range(hi - 2, lo - 1, -1):
+            torch.addcmul(go_l[t], g_l[t + 1 - lo], k_l[t + 1 - lo], out=g_l[t - lo])
+        carry = torch.mul(g_l[0], k_l[0])
+        g = gb[:n]
+        if gk_tm is not None:  # dh/dz times σ'
+            t_k = torch.sub(c_tm[lo:hi], hs[lo:hi], out=tmp[:n]).mul_(g).mul_(z)
+            torch.mul(t_k, keep, out=gk_tm[lo:hi])
+        if gc_tm is not None:
+            torch.mul(g, z, out=gc_tm[lo:hi])
+    return carry
 
 
 def _min_gru_gate(k_tm: Tensor, mask: Tensor | None, lo: int, hi: int, out: Tensor) -> Tensor:
@@ -1448,3 +1480,30 @@ def min_gru(
     """
     _check_pair(k, cand, h0, mask, batch_first, "k", "cand")
     return _dispatch(_MinGRU, min_gru_loop, (k, cand, h0), mask, batch_first)
+
+
+def _min_gru_packed_loop(
+    proj: Tensor,
+    none: None,
+    h0: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    k, cand = proj.chunk(2, dim=-1)
+    return min_gru_loop(k, cand, h0, mask, batch_first=batch_first)
+
+
+def min_gru_packed(
+    proj: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, batch_first: bool = True
+) -> tuple[Tensor, Tensor]:
+    """:func:`min_gru` from the packed projection ``[k, h~]`` (``[B, T, 2H]``, e.g. one ``nn.Linear``).
+
+    Same result as ``min_gru(*proj.chunk(2, -1), ...)``; the kernel writes both gradients into one
+    buffer in ``proj``'s layout, so no concatenation of the two halves' gradients follows it.
+    """
+    if proj.dim() != 3 or proj.size(-1) % 2:
+        raise ValueError(f"proj must be [B, T, 2H] (or [T, B, 2H]), got {list(proj.shape)}")
+    k, cand = proj.chunk(2, dim=-1)
+    _check_pair(k, cand, h0, mask, batch_first, "k", "cand")
+    return _dispatch(_MinGRU, _min_gru_packed_loop, (proj, None, h0), mask, batch_first)
