@@ -14,7 +14,7 @@ buffer page-faults in, so the kernels allocate few of them.
 
 Kernels: reset-after GRU (``gru_reset_after``, torch's ``nn.GRU``), its layer-normalised form
 (``ln_gru``), reset-before GRU and its gate variants (``gru_reset_before``), MGU (``mgu``), IndRNN
-(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``).
+(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``, ``min_gru_packed``).
 
 Conventions shared by every kernel:
 
