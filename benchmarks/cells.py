@@ -146,9 +146,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "T": T,
                 "ms": statistics.median(times[name]),
                 "ratio_to_gru": statistics.median(ratios[name]),
+                "round_ratios": [round(r, 3) for r in ratios[name]],
             }
             rows.append(row)
-            print(f"  T={T:5d} {name:24s} {row['ms']:9.1f} ms  {row['ratio_to_gru']:5.2f}x", flush=True)
+            rounds = " ".join(f"{r:.2f}" for r in ratios[name])
+            print(
+                f"  T={T:5d} {name:24s} {row['ms']:9.1f} ms  {row['ratio_to_gru']:5.2f}x  rounds {rounds}",
+                flush=True,
+            )
     return rows
 
 

@@ -7,11 +7,14 @@ all steps) and the backward pass to the input, every weight and the initial stat
 
     python benchmarks/kernels.py                      # T=128 and 512, every variant
     python benchmarks/kernels.py --T 128 --only gru gru_loop --json out.json
+    git show 292059c:zoo/cells/_kernels.py > /tmp/old_kernels.py   # an earlier version, side by side:
+    python benchmarks/kernels.py --T 128 2048 --only mgu --against /tmp/old_kernels.py   # adds mgu@old
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -19,6 +22,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +66,17 @@ def _min_gru_scan(x: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return out, out[:, -1]
 
 
-def build_cases(seq_len: int) -> dict[str, Step]:
+def load_kernels(path: str) -> ModuleType:
+    """Another version of ``zoo/cells/_kernels.py`` (e.g. from ``git show``), to time next to this one."""
+    spec = importlib.util.spec_from_file_location("_kernels_against", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--against: cannot load {path!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     """Every variant as a zero-argument step (forward + backward), sharing one input batch."""
     torch.manual_seed(0)
     x = torch.randn(B, seq_len, I, requires_grad=True)
@@ -147,7 +162,7 @@ def build_cases(seq_len: int) -> dict[str, Step]:
 
 def measure(
     cases: dict[str, Step], repeats: int, warmup: int, baseline: str = "nn.GRU", clock: str = "wall"
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Round-robin timing; returns ``{name: {"ms": median ms, "ratio": median ratio to baseline}}``.
 
     ``clock="cpu"`` times the process's CPU time instead of the wall clock: on a shared, oversubscribed
@@ -170,6 +185,8 @@ def measure(
         n: {
             "ms": 1000 * statistics.median(ts),
             "ratio": statistics.median(t / b for t, b in zip(ts, base, strict=True)),
+            "rounds": [t / b for t, b in zip(ts, base, strict=True)],
+            "round_ms": [1000 * t for t in ts],
         }
         for n, ts in times.items()
     }
@@ -207,6 +224,10 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
+        "--against",
+        help="another version of zoo/cells/_kernels.py: its variants run next to these as NAME@old",
+    )
+    parser.add_argument(
         "--profile", nargs="+", help="instead of timing: torch.profiler top ops of these variants"
     )
     args = parser.parse_args()
@@ -214,15 +235,19 @@ def main() -> None:
     if args.profile:
         profile(build_cases(args.T[0]), args.profile)
         return
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     print(
         f"machine: {machine()}; batch {B}, input {I}, hidden {H}, float32, forward+backward, "
         f"{args.clock} clock\n"
     )
     for seq_len in args.T:
         cases = build_cases(seq_len)
+        if args.against:
+            old = build_cases(seq_len, load_kernels(args.against))
+            cases.update({f"{n}@old": f for n, f in old.items() if not n.startswith("nn.")})
         if args.only:
-            cases = {n: f for n, f in cases.items() if n == "nn.GRU" or n in args.only}
+            keep = set(args.only) | {f"{n}@old" for n in args.only}
+            cases = {n: f for n, f in cases.items() if n == "nn.GRU" or n in keep}
         results[str(seq_len)] = measure(cases, args.repeats, args.warmup, clock=args.clock)
     names = list(next(iter(results.values())))
     header = "| variant | " + " | ".join(f"T={t} ms | T={t} x nn.GRU" for t in results) + " |"
@@ -231,6 +256,11 @@ def main() -> None:
     for n in names:
         cells = " | ".join(f"{r[n]['ms']:.1f} | {r[n]['ratio']:.2f}" for r in results.values())
         print(f"| {n} | {cells} |")
+    for t, r in results.items():  # each variant against its --against version, round by round
+        for n in [n for n in r if f"{n}@old" in r]:
+            per = [a / b for a, b in zip(r[n]["round_ms"], r[f"{n}@old"]["round_ms"], strict=True)]
+            rounds = " ".join(f"{v:.2f}" for v in per)
+            print(f"T={t} {n} new/old: median {statistics.median(per):.3f}, rounds {rounds}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

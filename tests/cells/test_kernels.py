@@ -235,3 +235,70 @@ def test_bad_shapes_are_named() -> None:
         K.gru_reset_after(torch.zeros(B, T, 2 * H), torch.zeros(B, H), torch.zeros(3 * H, H))
     with pytest.raises(ValueError, match="mask must be a bool"):
         K.indrnn(torch.zeros(B, T, H), torch.zeros(B, H), torch.zeros(H), mask=torch.ones(B, T, 1))
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 16], ids=["block2", "block3", "one-block"])
+@pytest.mark.parametrize(
+    "name,build,wanted",
+    [
+        # which of the arguments need a gradient: each kernel skips the others' buffers and matmuls
+        ("mgu", lambda: (_seq(2, True), _r(B, H), _r(H, H), None, _r(H, H), None), (0, 4)),
+        ("mgu", lambda: (_seq(2, True), _r(B, H), _r(H, H), _r(H), _r(H, H), _r(H)), (2, 5)),
+        ("min_gru", lambda: (_seq(1, True), _seq(1, True), None), (1,)),
+        ("min_gru", lambda: (_seq(1, True), _seq(1, True), _r(B, H)), (0, 2)),
+    ],
+    ids=["mgu-nobias-x-uh", "mgu-uf-bh", "min_gru-cand", "min_gru-k-h0"],
+)
+def test_blocked_kernels_partial_gradients(
+    name: str,
+    build: Callable[[], tuple[torch.Tensor | None, ...]],
+    wanted: tuple[int, ...],
+    chunk: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forward and backward blocked in steps of ``chunk`` over T=5 (a last, shorter block; a boundary
+    inside the sequence), masked, with only some arguments needing a gradient: equal to the loop."""
+    monkeypatch.setattr(K, "_CHUNK", chunk)
+    torch.manual_seed(4)
+    _, kernel, loop = CASES[name]
+    args = build()
+    for i, a in enumerate(args):
+        if a is not None and i not in wanted:
+            a.requires_grad_(False)
+    mask = _mask(True)
+    out_k, h_k = kernel(*args, mask, True)  # type: ignore[operator]
+    out_l, h_l = loop(*args, mask, batch_first=True)  # type: ignore[operator]
+    torch.testing.assert_close(out_k, out_l, atol=1e-10, rtol=0)
+    torch.testing.assert_close(h_k, h_l, atol=1e-10, rtol=0)
+    w_out, w_h = torch.randn_like(out_l), torch.randn_like(h_l)
+    leaves = [args[i] for i in wanted]
+    g_k = torch.autograd.grad((out_k * w_out).sum() + (h_k * w_h).sum(), leaves)  # type: ignore[arg-type]
+    g_l = torch.autograd.grad((out_l * w_out).sum() + (h_l * w_h).sum(), leaves)  # type: ignore[arg-type]
+    for a, b in zip(g_k, g_l, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [2, 16], ids=["block2", "one-block"])
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.parametrize("batch_first", [True, False], ids=["bf", "tm"])
+def test_min_gru_packed_equals_loop(
+    batch_first: bool, masked: bool, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packed-projection minGRU kernel: outputs and the gradients of ``[k, h~]`` and ``h0`` (one
+    buffer in the projection's layout) equal the loop's over the two halves."""
+    monkeypatch.setattr(K, "_CHUNK", chunk)
+    torch.manual_seed(5)
+    proj, h0 = _seq(2, batch_first), _r(B, H)
+    mask = _mask(batch_first) if masked else None
+    out_k, h_k = K.min_gru_packed(proj, h0, mask, batch_first=batch_first)
+    out_l, h_l = K.min_gru_loop(*proj.chunk(2, -1), h0, mask, batch_first=batch_first)
+    torch.testing.assert_close(out_k, out_l, atol=1e-10, rtol=0)
+    torch.testing.assert_close(h_k, h_l, atol=1e-10, rtol=0)
+    w_out, w_h = torch.randn_like(out_l), torch.randn_like(h_l)
+    g_k = torch.autograd.grad((out_k * w_out).sum() + (h_k * w_h).sum(), [proj, h0])
+    g_l = torch.autograd.grad((out_l * w_out).sum() + (h_l * w_h).sum(), [proj, h0])
+    assert g_k[0].is_contiguous()
+    for a, b in zip(g_k, g_l, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="2H"):
+        K.min_gru_packed(proj[..., :-1], h0)

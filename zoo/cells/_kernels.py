@@ -14,7 +14,7 @@ buffer page-faults in, so the kernels allocate few of them.
 
 Kernels: reset-after GRU (``gru_reset_after``, torch's ``nn.GRU``), its layer-normalised form
 (``ln_gru``), reset-before GRU and its gate variants (``gru_reset_before``), MGU (``mgu``), IndRNN
-(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``).
+(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``, ``min_gru_packed``).
 
 Conventions shared by every kernel:
 
@@ -72,6 +72,7 @@ __all__ = [
     "mgu_loop",
     "min_gru",
     "min_gru_loop",
+    "min_gru_packed",
     "use_kernels",
 ]
 
@@ -185,11 +186,15 @@ def _recur(
     like: Tensor,
     mask: Tensor | None,
     step: Callable[[int, Tensor, Tensor], object],
+    block: Callable[[int, int], object] | None = None,
 ) -> Tensor:
     """The forward time loop into one preallocated ``[T + 1, B, H]`` state buffer (``hs[0] = h0``).
 
     ``step(t, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer);
     a padding step then keeps the previous state. ``like`` is any time-major ``[T, B, H]`` tensor.
+    ``block(lo, hi)``, if given, runs before each block of :data:`_CHUNK` steps ``lo <= t < hi``: for
+    per-block input-side work into small reused buffers (in cache; at long ``T`` a whole-sequence
+    buffer is page-faulted in and streamed through memory).
     """
     time, batch, hid = like.size(0), like.size(1), like.size(2)
     hs = like.new_empty(time + 1, batch, hid)
@@ -200,6 +205,8 @@ def _recur(
     hs_l = hs.unbind(0)
     masks = mask.unbind(0) if mask is not None else None
     for t in range(time):
+        if block is not None and t % _CHUNK == 0:
+            block(t, min(t + _CHUNK, time))
         step(t, hs_l[t], hs_l[t + 1])
         if masks is not None:
             torch.where(masks[t], hs_l[t + 1], hs_l[t], out=hs_l[t + 1])
@@ -236,6 +243,7 @@ def _reverse(
     keep: Tensor,
     step: Callable[[int, Tensor, Tensor], object],
     chunk: Callable[[int, int, bool], object] | None = None,
+    block_keep: bool = False,
 ) -> Tensor:
     """The reverse time loop of a gated recurrence; returns the gradient of ``h0``.
 
@@ -244,6 +252,8 @@ def _reverse(
     recurrent terms (matmuls through ``U``) into ``acc``, which already holds the first two terms.
     ``chunk(lo, hi, before)``, if given, runs before and after each block of :data:`_CHUNK` steps
     ``lo <= t < hi`` (latest block first): for per-block factors and weight gradients that stay in cache.
+    ``keep`` is ``[T, B, H]``, or with ``block_keep`` a ``[_CHUNK, B, H]`` buffer that ``chunk`` fills
+    for each block (step ``t`` reads row ``t - lo``).
     """
     time = go.size(0)
     dh = go[time - 1] if grad_ht is None else go[time - 1] + grad_ht
@@ -251,14 +261,15 @@ def _reverse(
     go_l, k_l = go.unbind(0), keep.unbind(0)
     for hi in range(time, 0, -_CHUNK):
         lo = max(hi - _CHUNK, 0)
+        off = lo if block_keep else 0
         if chunk is not None:
             chunk(lo, hi, True)
         for t in range(hi - 1, lo - 1, -1):
             nxt = bufs[t % 2]
             if t > 0:
-                torch.addcmul(go_l[t - 1], dh, k_l[t], out=nxt)
+                torch.addcmul(go_l[t - 1], dh, k_l[t - off], out=nxt)
             else:
-                torch.mul(dh, k_l[t], out=nxt)
+                torch.mul(dh, k_l[t - off], out=nxt)
             step(t, dh, nxt)
             dh = nxt
         if chunk is not None:
@@ -272,13 +283,14 @@ def _rows(bias: Tensor | None, batch: int) -> Tensor | None:
     return None if bias is None else bias.expand(batch, bias.size(0)).contiguous()
 
 
-def _tanh_of_half_(t: Tensor) -> Tensor:
+def _tanh_of_half_(t: Tensor, minus_one: Tensor | None = None) -> Tensor:
     """``tanh(t / 2)`` in place, as ``2σ(t) − 1``: torch's CPU ``tanh`` costs about four sigmoids.
 
     The kernels get ``t = 2x`` for free from the step's ``addmm`` (``beta = alpha = 2``).
+    ``minus_one``: a 0-d ``-1`` of ``t``'s dtype and device made once per sequence (not once a step).
     """
     t.sigmoid_()
-    return torch.add(t.new_full((), -1.0), t, alpha=2, out=t)
+    return torch.add(t.new_full((), -1.0) if minus_one is None else minus_one, t, alpha=2, out=t)
 
 
 def _update_factors(h_prev: Tensor, n: Tensor, z: Tensor) -> Tensor:
@@ -439,6 +451,7 @@ class _GRUResetAfter(torch.autograd.Function):
         u_t = weight_hh.t()
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
         gh_l, rz_l, n_l = gh.unbind(0), rz.unbind(0), n.unbind(0)
+        minus_one = gi.new_full((), -1.0)
         bias_rows = _rows(bias_hh, batch)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
@@ -452,7 +465,7 @@ class _GRUResetAfter(torch.autograd.Function):
             a.sigmoid_()
             nt = n_l[t]
             nt.addcmul_(a[:, :hid], g[:, 2 * hid :], value=2)
-            _tanh_of_half_(nt)
+            _tanh_of_half_(nt, minus_one)
             torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
 
         hs = _recur(h0, n, mask_tm, step)
@@ -617,21 +630,25 @@ class _GRUResetBefore(torch.autograd.Function):
         rh = gi.new_empty(time, batch, hid)
         un_t = weight_n.t()
         ug_t = weight_gates.t() if weight_gates is not None else None
+        # per-step views made once (a view costs about as much Python time as a small op)
         rz_l, rh_l, n_l = rz.unbind(0), rh.unbind(0), n.unbind(0)
+        r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
+        minus_one = gi.new_full((), -1.0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
-            a = rz_l[t]
             if ug_t is not None:
+                a = rz_l[t]
                 if g_in is None:
                     torch.mm(h, ug_t, out=a)
                 else:
                     torch.addmm(g_in if g_in_l is None else g_in_l[t], h, ug_t, out=a)
                 a.sigmoid_()
-            torch.mul(a[:, :hid], h, out=rh_l[t])
+            rh_t = rh_l[t]
+            torch.mul(r_l[t], h, out=rh_t)
             nt = n_l[t]
-            torch.addmm(n_in_l[t], rh_l[t], un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
-            _tanh_of_half_(nt)
-            torch.lerp(nt, h, a[:, hid:], out=out)
+            torch.addmm(n_in_l[t], rh_t, un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt, minus_one)
+            torch.lerp(nt, h, z_l[t], out=out)
 
         hs = _recur(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_n, weight_gates)
@@ -664,7 +681,7 @@ class _GRUResetBefore(torch.autograd.Function):
         g_un = n.new_zeros(hid, hid) if needs[2] else None
         g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
         d_sum = n.new_zeros(3 * hid)
-        q_l, d_l, drh_l, ar_l = q.unbind(0), d.unbind(0), drh.unbind(0), a_r.unbind(0)
+        q_l, drh_l, ar_l = q.unbind(0), drh.unbind(0), a_r.unbind(0)
         r_l = r.unbind(0)
         base = [0]
 
@@ -693,15 +710,19 @@ class _GRUResetBefore(torch.autograd.Function):
             if g_gi_tm is not None:
                 g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 3 * hid) if gates_in else d[:k, :, 2])
 
+        # per-step views of the slots made once (d is reused block after block)
+        dzn_l, dn_l, dr_l = d[:, :, 1:].unbind(0), d[:, :, 2].unbind(0), d[:, :, 0].unbind(0)
+        drz_l = [v.view(batch, 2 * hid) for v in d[:, :, :2].unbind(0)]
+
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
             i = t - base[0]
-            dt = d_l[i]
-            torch.mul(dh.unsqueeze(1), q_l[i], out=dt[:, 1:])
-            torch.mm(dt[:, 2], weight_n, out=drh_l[i])
-            acc.addcmul_(drh_l[i], r_l[t])
+            drh_i = drh_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dzn_l[i])
+            torch.mm(dn_l[i], weight_n, out=drh_i)
+            acc.addcmul_(drh_i, r_l[t])
             if weight_gates is not None:
-                torch.mul(drh_l[i], ar_l[i], out=dt[:, 0])
-                acc.addmm_(dt[:, :2].reshape(batch, 2 * hid), weight_gates)
+                torch.mul(drh_i, ar_l[i], out=dr_l[i])
+                acc.addmm_(drz_l[i], weight_gates)
 
         dh0 = _reverse(go, grad_ht, keep, step, chunk)
         return (
@@ -811,36 +832,39 @@ class _LNGRU(torch.autograd.Function):
         beta = None if bias_hh is None else _nrz(bias_hh, hid)
         graw = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
         rz = gi.new_empty(time, batch, 2 * hid)
-        n = torch.mul(gi_tm[..., 2 * hid :], 2)  # doubled (see _tanh_of_half_); each step adds to it
-        y_n = gi.new_empty(time, batch, hid)  # normalised U_n h + c_n, for dr
+        n = gi.new_empty(time, batch, hid)  # doubled (see _tanh_of_half_), each step adds to it
         stats: list[tuple[Tensor, Tensor]] = []
+        minus_one = gi.new_full((), -1.0)
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
-        graw_l, rz_l, n_l, yn_l = graw.unbind(0), rz.unbind(0), n.unbind(0), y_n.unbind(0)
+        graw_l, rz_l, n_l = graw.unbind(0), rz.unbind(0), n.unbind(0)
+        r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
             g = graw_l[t]
             torch.mm(h, u_t, out=g)
             y, mean, rstd = torch.native_layer_norm(g, norm_shape, gamma, beta, _LN_EPS)
             stats.append((mean, rstd))
-            yn_l[t].copy_(y[:, :hid])
             a = rz_l[t]
             torch.add(gi_rz[t], y[:, hid:], out=a)
             a.sigmoid_()
             nt = n_l[t]
-            nt.addcmul_(a[:, :hid], y[:, :hid], value=2)
-            _tanh_of_half_(nt)
-            torch.lerp(nt, h, a[:, hid:], out=out)  # (1 - z) n + z h
+            nt.addcmul_(r_l[t], y[:, :hid], value=2)
+            _tanh_of_half_(nt, minus_one)
+            torch.lerp(nt, h, z_l[t], out=out)  # (1 - z) n + z h
 
-        hs = _recur(h0, n, mask_tm, step)
+        def block(lo: int, hi: int) -> None:  # written while the block's steps use it (in cache)
+            torch.mul(gi_tm[lo:hi, :, 2 * hid :], 2, out=n[lo:hi])
+
+        hs = _recur(h0, n, mask_tm, step, block)
         mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
         ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
-        return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n, y_n)
+        return _finish(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_hh, gamma_hh, bias_hh = ctx.saved_tensors
-        hs, mask, graw, mean, rstd, rz, n, y_n = ctx.buffers
+        hs, mask, graw, mean, rstd, rz, n = ctx.buffers
         bf = ctx.batch_first
         time, batch, hid = n.shape
         three_h = 3 * hid
@@ -850,18 +874,34 @@ class _LNGRU(torch.autograd.Function):
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
-        # the factors that do not depend on the incoming gradient, each one fresh buffer written in
-        # place (no temporaries: on this CPU a fresh [T, B, H] buffer costs its page faults)
-        q_z = torch.sub(hp, n).mul_(z)
-        q_z.addcmul_(q_z, z, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
-        q_n = torch.addcmul(n.new_ones(()), n, n, value=-1)
-        q_n.addcmul_(q_n, z, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
-        p_r = torch.mul(y_n, r)
-        p_r.addcmul_(p_r, r, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
-        if mask is not None:
-            q_z.mul_(mask)
-            q_n.mul_(mask)
         keep = z if mask is None else torch.where(mask, z, 1.0)
+        # the factors that do not depend on the incoming gradient, per block of _CHUNK steps into small
+        # buffers reused block after block (in cache; whole-sequence ones would be page-faulted in)
+        rows = min(_CHUNK, time)
+        q_z, q_n, p_r = (n.new_empty(rows, batch, hid) for _ in range(3))
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            if not before:
+                return
+            k = hi - lo
+            base[0] = lo
+            h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+            qz = torch.sub(h_c, n_c, out=q_z[:k]).mul_(z_c)
+            qz.addcmul_(qz, z_c, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
+            qn = torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q_n[:k])
+            qn.addcmul_(qn, z_c, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
+            # y_n, the normalised U_n h + c_n, recomputed from the norm's input and statistics
+            pr = torch.sub(graw[lo:hi, :, :hid], mean[lo:hi], out=p_r[:k]).mul_(rstd[lo:hi])
+            pr.mul_(gamma[:hid])
+            if beta is not None:
+                pr.add_(beta[:hid])
+            pr.mul_(r_c)
+            pr.addcmul_(pr, r_c, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
+            if mask is not None:
+                qz.mul_(mask[lo:hi])
+                qn.mul_(mask[lo:hi])
+
         # the input gradient [dr, dz, dn] in the caller's layout, written one step at a time
         g_gi = torch.empty(
             (batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype, device=n.device
@@ -885,11 +925,12 @@ class _LNGRU(torch.autograd.Function):
         which = (True, True, beta is not None)
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            i = t - base[0]
             g3 = g_gi_l[t].view(batch, 3, hid)
-            torch.mul(dh, qz_l[t], out=dy[:, 2])  # dz
-            dn = torch.mul(dh, qn_l[t], out=g3[:, 2])
+            torch.mul(dh, qz_l[i], out=dy[:, 2])  # dz
+            dn = torch.mul(dh, qn_l[i], out=g3[:, 2])
             torch.mul(dn, r_l[t], out=dy[:, 0])  # d y_n
-            torch.mul(dn, pr_l[t], out=dy[:, 1])  # dr
+            torch.mul(dn, pr_l[i], out=dy[:, 1])  # dr
             g3[:, :2].copy_(dy[:, 1:])
             dx, d_gamma, d_beta = torch.ops.aten.native_layer_norm_backward(
                 dy.view(batch, three_h), graw_l[t], norm_shape, mean_l[t], rstd_l[t], gamma, beta, which
@@ -901,7 +942,7 @@ class _LNGRU(torch.autograd.Function):
             if d_beta is not None:
                 sums[1].add_(d_beta)
 
-        dh0 = _reverse(go, grad_ht, keep, step)
+        dh0 = _reverse(go, grad_ht, keep, step, chunk)
         if wgrad is not None:
             wgrad.flush()
         needs = ctx.needs_input_grad
@@ -978,6 +1019,10 @@ def ln_gru(
 
 
 class _MGU(torch.autograd.Function):
+    # Blocked in both directions: the input side plus its bias of _CHUNK steps at a time goes into small
+    # reused buffers, and the backward's factors, keep, gradient slots, f ⊙ h (recomputed) and weight
+    # gradients run block by block; only the states, f and h~ are kept for all steps. At long T every
+    # other [T, B, H] buffer would be page-faulted in and streamed through memory.
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
@@ -993,69 +1038,110 @@ class _MGU(torch.autograd.Function):
         mask_tm, (gi_tm,) = _inputs(batch_first, mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
+        rows = min(_CHUNK, time)
         gi_f, gi_h = gi_tm[..., :hid], gi_tm[..., hid:]
-        f_in = (gi_f if bias_f is None else gi_f + bias_f).unbind(0)
-        n_in = (gi_h if bias_h is None else gi_h + bias_h).unbind(0)
+        fb = None if bias_f is None else gi.new_empty(rows, batch, hid)
+        nb = None if bias_h is None else gi.new_empty(rows, batch, hid)
         f = gi.new_empty(time, batch, hid)
         n = gi.new_empty(time, batch, hid)
-        fh = gi.new_empty(time, batch, hid)
+        fh = gi.new_empty(batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
-        f_l, fh_l, n_l = f.unbind(0), fh.unbind(0), n.unbind(0)
+        f_l, n_l = f.unbind(0), n.unbind(0)
+        minus_one = gi.new_full((), -1.0)
+        cur: list[Any] = [0, (), ()]  # the block's first step and its per-step input sides
+
+        def block(lo: int, hi: int) -> None:
+            k = hi - lo
+            fs = gi_f[lo:hi] if bias_f is None or fb is None else torch.add(gi_f[lo:hi], bias_f, out=fb[:k])
+            ns = gi_h[lo:hi] if bias_h is None or nb is None else torch.add(gi_h[lo:hi], bias_h, out=nb[:k])
+            cur[:] = [lo, fs.unbind(0), ns.unbind(0)]
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
+            lo, fs, ns = cur
             ft = f_l[t]
-            torch.addmm(f_in[t], h, uf_t, out=ft)
+            torch.addmm(fs[t - lo], h, uf_t, out=ft)
             ft.sigmoid_()
-            torch.mul(ft, h, out=fh_l[t])
+            torch.mul(ft, h, out=fh)
             nt = n_l[t]
-            torch.addmm(n_in[t], fh_l[t], uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
-            _tanh_of_half_(nt)
+            torch.addmm(ns[t - lo], fh, uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            _tanh_of_half_(nt, minus_one)
             torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
 
-        hs = _recur(h0, n, mask_tm, step)
+        hs = _recur(h0, n, mask_tm, step, block)
         ctx.save_for_backward(weight_f, weight_h)
         ctx.flags = (bias_f is not None, bias_h is not None)
-        return _finish(ctx, hs, mask_tm, batch_first, f, fh, n)
+        return _finish(ctx, hs, mask_tm, batch_first, f, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_f, weight_h = ctx.saved_tensors
-        hs, mask, f, fh, n = ctx.buffers
+        hs, mask, f, n = ctx.buffers
         bf = ctx.batch_first
         has_bf, has_bh = ctx.flags
         time, batch, hid = n.shape
         go = _grad_out(grad_out, n, mask, bf)
         hp = hs[:time]
-        df_ = torch.addcmul(f, f, f, value=-1)  # σ'
-        q = n.new_empty(time, batch, 2, hid)
-        torch.sub(n, hp, out=q[:, :, 0]).mul_(df_)  # d h / d f-pre via the update
-        torch.addcmul(n.new_ones(()), n, n, value=-1, out=q[:, :, 1]).mul_(f)  # d h / d candidate-pre
-        a_f2 = df_.mul_(hp)  # d (f h) / d f-pre
-        keep = _keep(1 - f, q, mask)
-        d = n.new_empty(time, batch, 2, hid)  # slots [df, dn]
-        dfh = n.new_empty(time, batch, hid)
-        d_l, q_l, f_l, dfh_l, a_l = d.unbind(0), q.unbind(0), f.unbind(0), dfh.unbind(0), a_f2.unbind(0)
+        needs = ctx.needs_input_grad
+        rows = min(_CHUNK, time)
+        q = n.new_empty(rows, batch, 2, hid)  # d h / d [f-pre via the update, candidate-pre]
+        a_f2 = n.new_empty(rows, batch, hid)  # d (f h) / d f-pre
+        keep = n.new_empty(rows, batch, hid)
+        fh = n.new_empty(rows, batch, hid)
+        d = n.new_empty(rows, batch, 2, hid)  # slots [df, dn]
+        dfh = n.new_empty(batch, hid)
+        g_gi = n.new_empty((batch, time, 2 * hid) if bf else (time, batch, 2 * hid)) if needs[0] else None
+        g_gi_tm = _time_major(g_gi, bf)
+        g_uf = n.new_zeros(hid, hid) if needs[2] else None
+        g_uh = n.new_zeros(hid, hid) if needs[4] else None
+        d_sum = n.new_zeros(2 * hid)
+        d_l, q_l, a_l, f_l = d.unbind(0), q.unbind(0), a_f2.unbind(0), f.unbind(0)
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            k = hi - lo
+            if before:
+                base[0] = lo
+                f_c, n_c, h_c = f[lo:hi], n[lo:hi], hp[lo:hi]
+                s = torch.addcmul(f_c, f_c, f_c, value=-1, out=a_f2[:k])  # σ'
+                torch.sub(n_c, h_c, out=q[:k, :, 0]).mul_(s)
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q[:k, :, 1]).mul_(f_c)
+                s.mul_(h_c)
+                torch.neg(f_c, out=keep[:k]).add_(1)
+                if g_uh is not None:
+                    torch.mul(f_c, h_c, out=fh[:k])
+                if mask is not None:  # a padding step: no slot gradient, keep 1 (the gradient passes)
+                    m = mask[lo:hi]
+                    q[:k].mul_(m.unsqueeze(-1))
+                    keep[:k].copy_(torch.where(m, keep[:k], 1.0))
+                return
+            d_flat = d[:k].view(k * batch, 2 * hid)
+            if g_uf is not None:
+                g_uf.addmm_(d_flat[:, :hid].t(), hp[lo:hi].reshape(k * batch, hid))
+            if g_uh is not None:
+                g_uh.addmm_(d_flat[:, hid:].t(), fh[:k].view(k * batch, hid))
+            if has_bf or has_bh:
+                d_sum.add_(d_flat.sum(0))
+            if g_gi_tm is not None:
+                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 2 * hid))
 
         def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            dt = d_l[t]
-            torch.mul(dh.unsqueeze(1), q_l[t], out=dt)
-            torch.mm(dt[:, 1], weight_h, out=dfh_l[t])
-            dt[:, 0].addcmul_(dfh_l[t], a_l[t])
-            acc.addcmul_(dfh_l[t], f_l[t])
+            i = t - base[0]
+            dt = d_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dt)
+            torch.mm(dt[:, 1], weight_h, out=dfh)
+            dt[:, 0].addcmul_(dfh, a_l[i])
+            acc.addcmul_(dfh, f_l[t])
             acc.addmm_(dt[:, 0], weight_f)
 
-        dh0 = _reverse(go, grad_ht, keep, step)
-        d_flat = d.view(time * batch, 2 * hid)
-        d_f, d_n = d_flat[:, :hid], d_flat[:, hid:]
-        needs = ctx.needs_input_grad
+        dh0 = _reverse(go, grad_ht, keep, step, chunk, block_keep=True)
         return (
-            _grad_in(d.view(time, batch, 2 * hid), bf) if needs[0] else None,
+            g_gi,
             dh0 if needs[1] else None,
-            _wgrad(needs[2], d_f, hp),
-            _bgrad(has_bf and needs[3], d_f),
-            _wgrad(needs[4], d_n, fh),
-            _bgrad(has_bh and needs[5], d_n),
+            g_uf,
+            d_sum[:hid] if has_bf and needs[3] else None,
+            g_uh,
+            d_sum[hid:] if has_bh and needs[5] else None,
             None,
             None,
         )
@@ -1264,42 +1350,106 @@ def linear_recurrence(
 
 
 class _MinGRU(torch.autograd.Function):
+    # Blocked in both directions: the gate σ(k) of _CHUNK steps at a time goes into a small reused
+    # buffer (the backward recomputes it from k, one sigmoid per block), and the backward's
+    # recurrence, keep factors and both input gradients run block by block, the gradients written
+    # straight into the caller's layout. At long T no [T, B, H] buffer besides the states and the
+    # two gradients is allocated (each would be page-faulted in and streamed through memory).
+    # With cand None, k is the packed projection [k, h~]: both gradients then go into one buffer in
+    # its layout, and no concatenation of the halves' gradients follows (min_gru_packed).
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
+        ctx: Any, k: Tensor, cand: Tensor | None, h0: Tensor | None, mask: Tensor | None, batch_first: bool
     ) -> tuple[Tensor, Tensor]:
-        mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
-        z = torch.sigmoid(k_tm).contiguous()
-        if mask_tm is not None:
-            z.mul_(mask_tm)  # z = 0 keeps the state exactly (lerp with weight 0)
-        c_l, z_l = c_tm.unbind(0), z.unbind(0)
-
-        def step(t: int, h: Tensor, out: Tensor) -> None:
-            torch.lerp(h, c_l[t], z_l[t], out=out)  # (1 - z) h + z h~
-
-        hs = _recur(h0, c_tm, None, step)
-        ctx.save_for_backward(cand)
-        return _finish(ctx, hs, mask_tm, batch_first, z)
+        ctx.save_for_backward(k, cand)
+        if cand is None:
+            k, cand = k.chunk(2, dim=-1)
+        return _min_gru_forward(ctx, k, cand, h0, mask, batch_first)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
-        (cand,) = ctx.saved_tensors
-        hs, mask, z = ctx.buffers
-        bf = ctx.batch_first
-        time = hs.size(0) - 1
-        _, (c_tm,) = _inputs(bf, None, cand)
-        keep = 1 - z
-        go = _grad_out(grad_out, z, mask, bf)
-        g = _reverse_linear(go, keep, grad_ht)
+        k, cand = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        g_h0 = g[0] * keep[0] if needs[2] else None
-        g_k = g_c = None
-        if needs[0]:
-            g_k = (c_tm - hs[:time]).mul_(g).mul_(z).mul_(keep)  # dh/dz times σ'
-        if needs[1]:
-            g_c = g.mul_(z)
-        return _grad_in(g_k, bf), _grad_in(g_c, bf), g_h0, None, None
+        if cand is None:  # packed
+            g = k.new_empty(k.shape) if needs[0] else None
+            g_k, g_c = (None, None) if g is None else g.chunk(2, dim=-1)
+            k, cand = k.chunk(2, dim=-1)
+            dh0 = _min_gru_backward(ctx, k, cand, grad_out, grad_ht, g_k, g_c)
+            return g, None, dh0 if needs[2] else None, None, None
+        g_k = k.new_empty(k.shape) if needs[0] else None
+        g_c = cand.new_empty(cand.shape) if needs[1] else None
+        dh0 = _min_gru_backward(ctx, k, cand, grad_out, grad_ht, g_k, g_c)
+        return g_k, g_c, dh0 if needs[2] else None, None, None
+
+
+def _min_gru_forward(
+    ctx: Any, k: Tensor, cand: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool
+) -> tuple[Tensor, Tensor]:
+    mask_tm, (k_tm, c_tm) = _inputs(batch_first, mask, k, cand)
+    zb = k.new_empty(min(_CHUNK, c_tm.size(0)), c_tm.size(1), c_tm.size(2))
+    c_l, z_l = c_tm.unbind(0), zb.unbind(0)
+    base = [0]
+
+    def block(lo: int, hi: int) -> None:
+        base[0] = lo
+        _min_gru_gate(k_tm, mask_tm, lo, hi, zb)
+
+    def step(t: int, h: Tensor, out: Tensor) -> None:
+        torch.lerp(h, c_l[t], z_l[t - base[0]], out=out)  # (1 - z) h + z h~
+
+    hs = _recur(h0, c_tm, None, step, block)
+    return _finish(ctx, hs, mask_tm, batch_first)
+
+
+def _min_gru_backward(
+    ctx: Any,
+    k: Tensor,
+    cand: Tensor,
+    grad_out: Tensor | None,
+    grad_ht: Tensor | None,
+    g_k: Tensor | None,
+    g_c: Tensor | None,
+) -> Tensor | None:
+    """Writes the gradients of ``k`` and ``cand`` into ``g_k``/``g_c`` (either may be ``None``, any
+    strides in the caller's layout); returns that of ``h0``."""
+    hs, mask = ctx.buffers
+    bf = ctx.batch_first
+    time = hs.size(0) - 1
+    _, (k_tm, c_tm) = _inputs(bf, None, k, cand)
+    go = _grad_out(grad_out, hs[1:], mask, bf)
+    gk_tm, gc_tm = _time_major(g_k, bf), _time_major(g_c, bf)
+    rows = min(_CHUNK, time)
+    zb, kb, gb, tmp = (k.new_empty(rows, hs.size(1), hs.size(2)) for _ in range(4))
+    go_l = go.unbind(0)
+    # carry = keep_lo ⊙ g_lo of the block after, the recurrent term of g at its last step
+    carry = grad_ht
+    for hi in range(time, 0, -_CHUNK):
+        lo = max(hi - _CHUNK, 0)
+        n = hi - lo
+        z = _min_gru_gate(k_tm, mask, lo, hi, zb)
+        keep = torch.neg(z, out=kb[:n]).add_(1)  # 1 on padding (z = 0 there)
+        g_l, k_l = gb[:n].unbind(0), keep.unbind(0)
+        if carry is None:
+            g_l[n - 1].copy_(go_l[hi - 1])
+        else:
+            torch.add(go_l[hi - 1], carry, out=g_l[n - 1])
+        for t in range(hi - 2, lo - 1, -1):
+            torch.addcmul(go_l[t], g_l[t + 1 - lo], k_l[t + 1 - lo], out=g_l[t - lo])
+        carry = torch.mul(g_l[0], k_l[0])
+        g = gb[:n]
+        if gk_tm is not None:  # dh/dz times σ'
+            t_k = torch.sub(c_tm[lo:hi], hs[lo:hi], out=tmp[:n]).mul_(g).mul_(z)
+            torch.mul(t_k, keep, out=gk_tm[lo:hi])
+        if gc_tm is not None:
+            torch.mul(g, z, out=gc_tm[lo:hi])
+    return carry
+
+
+def _min_gru_gate(k_tm: Tensor, mask: Tensor | None, lo: int, hi: int, out: Tensor) -> Tensor:
+    """``σ(k)`` of steps ``lo <= t < hi`` into ``out[:hi - lo]``, zero on padding (the state is kept)."""
+    z = torch.sigmoid(k_tm[lo:hi], out=out[: hi - lo])
+    return z if mask is None else z.mul_(mask[lo:hi])
 
 
 def min_gru_loop(
@@ -1330,3 +1480,30 @@ def min_gru(
     """
     _check_pair(k, cand, h0, mask, batch_first, "k", "cand")
     return _dispatch(_MinGRU, min_gru_loop, (k, cand, h0), mask, batch_first)
+
+
+def _min_gru_packed_loop(
+    proj: Tensor,
+    none: None,
+    h0: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    k, cand = proj.chunk(2, dim=-1)
+    return min_gru_loop(k, cand, h0, mask, batch_first=batch_first)
+
+
+def min_gru_packed(
+    proj: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, batch_first: bool = True
+) -> tuple[Tensor, Tensor]:
+    """:func:`min_gru` from the packed projection ``[k, h~]`` (``[B, T, 2H]``, e.g. one ``nn.Linear``).
+
+    Same result as ``min_gru(*proj.chunk(2, -1), ...)``; the kernel writes both gradients into one
+    buffer in ``proj``'s layout, so no concatenation of the two halves' gradients follows it.
+    """
+    if proj.dim() != 3 or proj.size(-1) % 2:
+        raise ValueError(f"proj must be [B, T, 2H] (or [T, B, 2H]), got {list(proj.shape)}")
+    k, cand = proj.chunk(2, dim=-1)
+    _check_pair(k, cand, h0, mask, batch_first, "k", "cand")
+    return _dispatch(_MinGRU, _min_gru_packed_loop, (proj, None, h0), mask, batch_first)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import layer_inputs, linear_recurrence, min_gru
+from zoo.cells._kernels import layer_inputs, linear_recurrence, min_gru_packed
 from zoo.cells._scan import MODES, linear_scan
 from zoo.cells.base import Gates, RecurrentLayer, State, run_kernel, step_mask
 from zoo.cells.registry import register_cell
@@ -143,8 +143,7 @@ class MinGRU(_MinRNN):
     n_parts = 2
 
     def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        k, cand = proj.chunk(2, dim=-1)
-        return min_gru(k, cand, h0, mask)
+        return min_gru_packed(proj, h0, mask)
 
     def coefficients(self, proj: Tensor) -> tuple[Tensor, Tensor, Gates]:
         k, cand = proj.chunk(2, dim=-1)
