@@ -1,4 +1,4 @@
-"""benchmarks/cells.py runs end to end at tiny sizes and refuses GPU options it cannot honour."""
+"""benchmarks/cells.py and linear_ce.py run at tiny sizes; cells.py refuses GPU options it cannot honour."""
 
 from __future__ import annotations
 
@@ -47,3 +47,13 @@ def test_gpu_options_without_a_gpu_are_refused(
     with pytest.raises(SystemExit):
         _load().main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_linear_ce_benchmark_runs_and_prints_a_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("linear_ce_benchmark", SCRIPT.parent / "linear_ce.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--rows", "12", "--features", "5", "--vocab", "37", "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert "| linear_cross_entropy |" in out and "rounds (fused/plain):" in out

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import WIRED, record_kernel_calls
 
 from zoo import RecurrentEncoder, build_cell, list_cells
+from zoo.cells import _kernels as K
 
 # bf16 keeps 8 bits of mantissa (relative error ~4e-3 per rounding); over a few steps of a unit-scale
 # recurrence the outputs stay within a few 1e-3 of float32: 5e-2 catches a wrong result, not rounding.
@@ -45,32 +47,24 @@ def test_encoder_under_bf16_autocast_carries_its_state(cell: str) -> None:
     assert (out.float() - full[:, 5:]).abs().max() < TOL
 
 
-@pytest.mark.parametrize("name", ["gru_cho", "gru1", "gru2", "gru3", "ln_gru", "mgu", "min_gru", "min_lstm"])
-def test_kernel_cells_run_their_kernel_in_float32_under_autocast(name: str) -> None:
+@pytest.mark.parametrize("name", WIRED)
+def test_kernel_cells_run_their_kernel_in_float32_under_autocast(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under bf16 autocast the hand-written kernel still runs, on the float32 state, like the step loop.
 
     Only the input projection is bf16; the kernel path and the step loop (kernels off) then compute the
     same float32 recurrence from the same bf16 projection, so they agree to float32 rounding.
     """
-    from zoo.cells import _kernels as K
-
     torch.manual_seed(0)
     options = {"mode": "loop"} if name.startswith("min_") else {}
     layer = build_cell(name, 8, 16, **options)
     x = torch.randn(3, 7, 8)
-    calls: list[int] = []
-    functions = [getattr(K, n) for n in ("_GRUResetBefore", "_LNGRU", "_MGU", "_MinGRU", "_LinearRecurrence")]
-    originals = [f.apply for f in functions]
-    try:
-        for f, orig in zip(functions, originals, strict=True):
-            f.apply = lambda *a, _o=orig: (calls.append(1), _o(*a))[1]  # type: ignore[method-assign]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out, state = layer(x)
-            with K.use_kernels(False):
-                ref_out, ref_state = layer(x)
-    finally:
-        for f, orig in zip(functions, originals, strict=True):
-            f.apply = orig  # type: ignore[method-assign]
+    calls = record_kernel_calls(monkeypatch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = layer(x)
+        with K.use_kernels(False):
+            ref_out, ref_state = layer(x)
     assert calls, f"{name} left its kernel under autocast"
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import WIRED, record_kernel_calls
 
 from zoo.cells import _kernels as K
 from zoo.cells import build_cell
 
-WIRED = ["gru_cho", "gru1", "gru2", "gru3", "ln_gru", "mgu", "min_gru", "min_lstm"]
 B, T, I, H = 3, 6, 4, 5
 LENGTHS = torch.tensor([6, 2, 4])
 
@@ -54,11 +54,7 @@ def test_kernel_path_equals_loop_path(name: str, with_lengths: bool) -> None:
 @pytest.mark.parametrize("name", WIRED)
 def test_kernel_path_is_taken(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wired cells really reach a kernel Function (else the equality test above proves nothing)."""
-    calls: list[str] = []
-    for fn in ("_GRUResetBefore", "_LNGRU", "_MGU", "_MinGRU", "_LinearRecurrence"):
-        cls = getattr(K, fn)
-        orig = cls.apply
-        monkeypatch.setattr(cls, "apply", lambda *a, _o=orig, _n=fn: (calls.append(_n), _o(*a))[1])
+    calls = record_kernel_calls(monkeypatch)
     cell = build_cell(name, I, H)
     cell(torch.randn(B, T, I))
     assert calls, f"{name} did not run a hand-written kernel"

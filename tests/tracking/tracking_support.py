@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from zoo.tracking.serve import stop_server
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -56,12 +57,7 @@ def port_closes(port: int, timeout: float) -> bool:
 def stop_process_group(proc: subprocess.Popen) -> None:
     """Stop a process started with ``start_new_session=True`` and its children, by its process id."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_server(proc, timeout=5)
 
 
 def child_env(**extra: str) -> dict[str, str]:

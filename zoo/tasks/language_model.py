@@ -137,18 +137,22 @@ class LanguageModel(L.LightningModule):
         check_token_ids(input_ids, self.vocab_size)
         return self.dropout(self.embedding(input_ids))
 
+    def decoder_inputs(self, hidden: Tensor) -> Tensor:
+        """What the decoder reads: encoder outputs after dropout and the tying projection."""
+        return self.projection(self.dropout(hidden))
+
     def logits(self, hidden: Tensor) -> Tensor:
         """Decoder logits for encoder outputs ``[..., output_size]`` -> ``[..., vocab_size]``."""
-        return self.decoder(self.projection(self.dropout(hidden)))
+        return self.decoder(self.decoder_inputs(hidden))
 
     def nll_sum(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """Summed next-token loss of encoder outputs ``[B, T, output_size]`` against ``targets`` ``[B, T]``.
 
         Equals ``cross_entropy(self.logits(hidden), targets, reduction="sum")`` (targets of -100 ignored),
         computed by :func:`linear_cross_entropy`, which never keeps the full logits for the backward pass.
-        A subclass that changes :meth:`logits` must override this too.
+        Both go through :meth:`decoder_inputs` and ``self.decoder``.
         """
-        features = self.projection(self.dropout(hidden))
+        features = self.decoder_inputs(hidden)
         return linear_cross_entropy(
             features.reshape(-1, features.size(-1)),
             self.decoder.weight,
