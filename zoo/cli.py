@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 
 from zoo._malloc import tune_malloc_for_training
+from zoo.errors import ZooConfigError, ZooError
 from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
 from zoo.tracking.logger import ZooMLFlowLogger
 from zoo.tracking.uri import TrackingServerUnreachable
@@ -65,10 +66,6 @@ RUN_FILE = "mlflow_run.json"
 #: Values of a ``data_files`` entry that are not local paths and so are not checked for existence.
 _REMOTE_MARKERS = ("://", "*", "?", "[")
 _FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".conllu", ".arrow")
-
-
-class ZooConfigError(Exception):
-    """A recipe or command line that cannot work; the message says what to change."""
 
 
 def main_metric(model_class: type) -> tuple[str, str]:
@@ -679,7 +676,10 @@ def main(argv: list[str] | None = None) -> int:
             ZooCLI(args=None, print_linked=print_linked)
         finally:
             sys.argv = saved_argv
-    except (ZooConfigError, TrackingServerUnreachable) as err:
+    except ZooError as err:
+        print(f"zoo: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except TrackingServerUnreachable as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         return 2
     except SystemExit as exit_:
