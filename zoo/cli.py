@@ -217,6 +217,7 @@ class ZooCLI(LightningCLI):
         self._print_linked = print_linked
         self._provided: dict[str, Any] = {}
         self._fit_run: dict[str, str] | None = None
+        self._checked_ckpt: str | None = None
         kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Lightning's SaveConfigCallback asserts on an MLflow logger (no log_dir, Lightning #16310); this
@@ -267,6 +268,13 @@ class ZooCLI(LightningCLI):
         return linked
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._parse_arguments(parser, args)
+        # LightningCLI reads --ckpt_path's hyperparameters right after parsing: check the file first
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self._checked_ckpt = check_checkpoint_path(self.config[subcommand])
+
+    def _parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         if not self._print_linked:
             super().parse_arguments(parser, args)
             return
@@ -299,6 +307,7 @@ class ZooCLI(LightningCLI):
                     _resume_configured_logger(config, self._fit_run)
         except ZooConfigError as err:
             parser.error(str(err))
+        check_checkpoint_path(config, already=self._checked_ckpt)  # an alias resolved just above
         self._explicit = explicit_linked_values(config)
         if config.trainer.get("fast_dev_run"):
             # Lightning swaps every logger for a dummy in a fast_dev_run: do not build one (nor its store)
@@ -512,6 +521,36 @@ def resolve_checkpoint_alias(config: Any) -> None:
         f"--ckpt_path {alias}: no {alias} checkpoint found in {where}. Run `zoo fit` with the same config "
         "first, or give the checkpoint's path."
     )
+
+
+def check_checkpoint_path(config: Any, already: str | None = None) -> str | None:
+    """Read ``--ckpt_path`` weights-only before anything is built, and make Lightning read it so too.
+
+    A missing, empty, truncated or foreign file, or one holding code, raises ``CheckpointError`` (exit 2)
+    before the data module is built; names Lightning resolves itself (``best``, ``last``...) and remote
+    URLs are left to it, still with ``weights_only=True``. A path equal to ``already`` is not read again.
+    Returns the path checked, if any.
+    """
+    if "weights_only" not in config:
+        return None
+    if config.get("weights_only") is False:
+        raise ZooConfigError(
+            "--weights_only false: the zoo reads checkpoints with weights_only=True only (a checkpoint that "
+            "needs more could run code when loaded). Remove the option."
+        )
+    config["weights_only"] = True
+    path = config.get("ckpt_path")
+    if not isinstance(path, str | os.PathLike) or _lightning_resolves(str(path)):
+        return None
+    if str(path) != already:
+        from zoo.checkpoint import read_checkpoint
+
+        read_checkpoint(path)
+    return str(path)
+
+
+def _lightning_resolves(path: str) -> bool:
+    return path in ("best", "last", "hpc") or path.startswith("registry") or "://" in path
 
 
 def explicit_linked_values(config: Any) -> dict[str, Any]:

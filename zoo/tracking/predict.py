@@ -114,7 +114,53 @@ def as_texts(inputs: Any) -> list[str]:
     for i, value in enumerate(values):
         if not isinstance(value, str):
             raise TypeError(f"input {i} is {type(value).__name__} ({value!r}); every input must be a string")
-    return values
+    return [valid_unicode(v) for v in values]
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with each lone surrogate (U+D800-U+DFFF, e.g. from JSON ``"\\ud800"``) replaced by U+FFFD.
+
+    A Python string may hold surrogate code points that no UTF-8 text can; tokenizers refuse them. A
+    surrogate pair written as two code points (``"\\ud83c\\udf6e"``) becomes the one character it encodes.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def model_vocab_size(task: Any) -> int | None:
+    """Token ids the task embeds: its ``vocab_size`` hyperparameter, else its ``embedding``'s rows."""
+    hparams = getattr(task, "hparams", {})
+    size = hparams.get("vocab_size") if hasattr(hparams, "get") else None
+    if isinstance(size, int):
+        return size
+    embedding = getattr(task, "embedding", None)
+    return int(embedding.num_embeddings) if isinstance(embedding, torch.nn.Embedding) else None
+
+
+def check_vocabulary(
+    task: Any, tokenizer: Any, task_name: str = "the task", tokenizer_name: str = "the tokenizer"
+) -> None:
+    """Refuse a tokenizer whose id space (largest id + 1) differs from the vocabulary the task embeds.
+
+    A larger tokenizer would index past the embedding; a smaller or different one maps words to rows
+    trained for other words. Both mean the tokenizer is not the one the task was trained with.
+    """
+    from zoo.data.tokenizers import id_space_size
+    from zoo.errors import CheckpointError
+
+    expected = model_vocab_size(task)
+    if expected is None:
+        return
+    found = id_space_size(tokenizer)
+    if found != expected:
+        raise CheckpointError(
+            f"{tokenizer_name} has {found} token ids but {task_name} embeds a vocabulary of {expected}: "
+            "they were not trained together. Use the tokenizer.json saved with this checkpoint (in its "
+            "MLflow run or model directory)."
+        )
 
 
 def _pad(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -186,15 +232,21 @@ class ZooModel:
         config: str | Path | None = None,
     ) -> ZooModel:
         """Rebuild from a checkpoint, the metadata (dict or JSON file), a ``tokenizer.json`` and a config."""
+        from zoo.checkpoint import read_checkpoint
+
         meta = dict(info) if isinstance(info, Mapping) else json.loads(Path(info).read_text())
         task_cls: Any = import_class(meta["task_class"])
-        task = task_cls.load_from_checkpoint(str(checkpoint), map_location="cpu")
+        # checked first (weights only, a Lightning checkpoint), so that a bad file gets a clear error;
+        # Lightning then reads it again, weights only too
+        read_checkpoint(checkpoint, need_hparams=True)
+        task = task_cls.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
         task.eval()
         tok = None
         if tokenizer is not None and Path(tokenizer).exists():
             from tokenizers import Tokenizer
 
             tok = Tokenizer.from_file(str(tokenizer))
+            check_vocabulary(task, tok, f"checkpoint {checkpoint}", f"tokenizer {tokenizer}")
         text = Path(config).read_text() if config is not None and Path(config).exists() else None
         return cls(task=task, kind=meta.get("kind") or task_kind(task), tokenizer=tok, info=meta, config=text)
 
@@ -205,6 +257,8 @@ class ZooModel:
             raise ValueError(f"a {self.kind} model needs its tokenizer (tokenizer.json) to read raw text")
         if self.tokenizer is not None:
             from tokenizers import Tokenizer
+
+            check_vocabulary(self.task, self.tokenizer)
 
             # a copy without the saved padding/truncation settings: this class pads and truncates itself
             self.tokenizer = Tokenizer.from_str(self.tokenizer.to_str())

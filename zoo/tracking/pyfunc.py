@@ -22,6 +22,12 @@ from zoo.tracking.predict import TEXT_KINDS, ZooModel
 
 ARTIFACTS = ("checkpoint", "zoo_model", "tokenizer", "config")
 
+#: The files MLflow runs to build the model when it is loaded ("models from code": no pickle is written).
+MODEL_CODE = {
+    "text": Path(__file__).with_name("model_text.py"),
+    "series": Path(__file__).with_name("model_series.py"),
+}
+
 
 class _ZooPythonModel(PythonModel):
     model: ZooModel
@@ -101,8 +107,10 @@ def log_pyfunc_model(
             (folder / "config.yaml").write_text(config_yaml)
             artifacts["config"] = str(folder / "config.yaml")
         requirements = [f"rnn-zoo=={zoo.__version__}", f"mlflow=={mlflow.__version__}"]
-        # the text model's signature comes from its predict's type hints; a window's from its example
-        options: dict[str, Any] = {"python_model": TextPythonModel()}
+        # logged from code (MLflow runs the file at load time) rather than as a cloudpickle of the
+        # object; the text model's signature comes from its predict's type hints, a window's from its
+        # example
+        options: dict[str, Any] = {"python_model": str(MODEL_CODE["text"])}
         if kind in TEXT_KINDS:
             options["input_example"] = list(input_example) if input_example is not None else ["an example"]
         else:
@@ -117,7 +125,7 @@ def log_pyfunc_model(
                 )
             output = pd.DataFrame(model.model.predict(input_example))
             options = {
-                "python_model": SeriesPythonModel(),
+                "python_model": str(MODEL_CODE["series"]),
                 "input_example": input_example,
                 "signature": infer_signature(input_example, output),
             }
