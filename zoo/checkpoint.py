@@ -24,8 +24,14 @@ from zoo.errors import CheckpointError
 #: the task (the latter only where the task is rebuilt from the file, not where a module is given).
 STATE_KEY = "state_dict"
 HPARAMS_KEY = "hyper_parameters"
+#: Lightning reads this key on every load (to migrate old checkpoints) and fails with a bare KeyError.
+VERSION_KEY = "pytorch-lightning_version"
 
 _WHICH = "Use another checkpoint (the best one, or an earlier one) or train again."
+_WRAP = (
+    "torch.save({'state_dict': weights, 'hyper_parameters': dict(task.hparams), "
+    "'pytorch-lightning_version': lightning.__version__}, path)"
+)
 
 
 def read_checkpoint(path: str | os.PathLike[str], need_hparams: bool = False) -> dict[str, Any]:
@@ -125,8 +131,12 @@ def _check_layout(file: Path, loaded: Any, need_hparams: bool) -> dict[str, Any]
             found = f"a dict with keys {sorted(map(str, loaded))[:8]}"
         raise CheckpointError(
             f"{file} is {found}, not a Lightning checkpoint: it has no {STATE_KEY!r}. Give a .ckpt file "
-            "written by `zoo fit` (or wrap the weights: torch.save({'state_dict': weights, "
-            "'hyper_parameters': task.hparams}, path))."
+            f"written by `zoo fit`, or wrap the weights: {_WRAP}."
+        )
+    if VERSION_KEY not in loaded:
+        raise CheckpointError(
+            f"{file} has no {VERSION_KEY!r}, so it was not written by Lightning, which needs the key to read "
+            f"it. Give a .ckpt file written by `zoo fit`, or add the key: {_WRAP}."
         )
     if need_hparams and not isinstance(loaded.get(HPARAMS_KEY), dict):
         raise CheckpointError(

@@ -6,6 +6,8 @@ it), and the zoo must refuse it even with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import shlex
@@ -19,13 +21,15 @@ from typing import Any
 import lightning
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from tracking_support import child_env
+from tracking_support import child_env, free_port, stop_process_group, wait_http
 from tracking_toys import (
     SAVORY,
     SWEET,
     ToyClassifier,
+    ToyForecaster,
     ToyLanguageModel,
     ToyTagger,
     ToyTextData,
@@ -37,7 +41,7 @@ from zoo.checkpoint import read_checkpoint
 from zoo.errors import CheckpointError
 from zoo.tracking import log_pyfunc_model
 from zoo.tracking.load import using_tracking_uri
-from zoo.tracking.predict import ZooModel, class_path, task_kind
+from zoo.tracking.predict import PredictInputError, ZooModel, class_path, task_kind
 
 TEXTS = ["the chef added honey", "salt and pepper"]
 
@@ -165,7 +169,11 @@ def _bad_file(kind: str, folder: Path, good: Path) -> Path:
     elif kind == "bare state_dict":
         torch.save(torch.load(good, weights_only=True)["state_dict"], path)
     elif kind == "no hyperparameters":
-        torch.save({"state_dict": torch.load(good, weights_only=True)["state_dict"]}, path)
+        state = torch.load(good, weights_only=True)
+        torch.save({k: v for k, v in state.items() if k != "hyper_parameters"}, path)
+    elif kind == "no lightning version":
+        state = torch.load(good, weights_only=True)
+        torch.save({k: v for k, v in state.items() if k != "pytorch-lightning_version"}, path)
     return path
 
 
@@ -176,6 +184,7 @@ BAD_FILES = {
     "foreign zip": "is a zip archive but not a PyTorch checkpoint",
     "bare state_dict": "is a bare state_dict .*no 'state_dict'",
     "no hyperparameters": "has no 'hyper_parameters'",
+    "no lightning version": "has no 'pytorch-lightning_version', so it was not written by Lightning",
 }
 
 
@@ -324,3 +333,70 @@ def test_from_files_names_both_files_of_a_vocabulary_mismatch(
     message = str(caught.value)
     assert f"tokenizer {path} has {other.get_vocab_size()} token ids" in message
     assert f"checkpoint {trained['ckpt']} embeds a vocabulary of {size}" in message
+
+
+# -- zoo serve -----------------------------------------------------------------------------------------
+def _request(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+    """POST /invocations with exactly these headers (urllib would add a Content-Type of its own)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest("POST", "/invocations")
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_serve_answers_a_missing_content_type_and_a_lone_surrogate(
+    logged: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.tracking import start_server
+
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])  # the server imports tracking_toys
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = start_server(str(logged["dir"]), port=port, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=90, log=log)
+        json_type = {"Content-Type": "application/json"}
+        status, kind, body = _request(port, b'{"inputs": ["honey"]}', {})
+        assert (status, kind) == (415, "text/plain; charset=utf-8")
+        assert b"needs a Content-Type header: application/json" in body
+        # JSON's "\ud800" is a lone surrogate in Python: predicted like U+FFFD, no error, no trace
+        status, _, body = _request(port, b'{"inputs": ["\\ud800", "honey \\udfff"]}', json_type)
+        assert status == 200, body
+        want = ZooModel(logged["task"], "classification", logged["data"].tokenizer).predict(
+            ["\ufffd", "honey \ufffd"]
+        )
+        got = json.loads(body)["predictions"]
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        # input MLflow names itself is a 400 with its message and no stack trace
+        status, _, body = _request(port, b'{"inputs": [5]}', json_type)
+        assert status == 400 and b"Expected type str" in body and b"stack_trace" not in body
+        assert _request(port, b'{"inputs": ["cake"]}', json_type)[0] == 200  # still serving
+    finally:
+        stop_process_group(proc)
+
+
+def test_input_the_predictor_names_is_an_invalid_parameter_for_mlflow(tmp_path: Path) -> None:
+    """What the scoring server answers with 400 and the message alone (not a 400 with a stack trace)."""
+    from mlflow.exceptions import MlflowException
+
+    from zoo.tracking.pyfunc import SeriesPythonModel
+
+    task = ToyForecaster(num_features=2, horizon=2).eval()
+    ckpt = save_checkpoint(task, tmp_path / "forecaster.ckpt")
+    info = {"task_class": class_path(task), "kind": "forecasting"}
+    model = SeriesPythonModel()
+    model.load_context(type("Context", (), {"artifacts": {"checkpoint": str(ckpt), "zoo_model": info}})())
+    window = pd.DataFrame({"a": [1.0, float("nan")], "b": [0.0, 1.0]})
+    with pytest.raises(MlflowException, match="must not contain NaN") as caught:
+        model.predict(None, window)
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(PredictInputError, match="must not contain NaN"):
+        model.model.predict(window)

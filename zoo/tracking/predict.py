@@ -40,6 +40,11 @@ BATCH_SIZE = 64
 GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "temperature": 1.0, "top_k": None, "seed": 0}
 
 
+class PredictInputError(TypeError, ValueError):
+    """Input a predictor cannot take (not strings, unknown options, a window of the wrong shape); the
+    message names the input and what is accepted. ``zoo serve`` answers it with 400 and the message."""
+
+
 def task_kind(module: Any) -> str:
     """The kind of a task module, from its ``task_kind`` attribute or the sizes in its hyperparameters."""
     explicit = getattr(module, "task_kind", None)
@@ -101,7 +106,7 @@ def as_texts(inputs: Any) -> list[str]:
         elif inputs.shape[1] == 1:
             values = inputs.iloc[:, 0].tolist()
         else:
-            raise ValueError(
+            raise PredictInputError(
                 "a DataFrame of texts needs a 'text' column or exactly one column; "
                 f"got {list(inputs.columns)}"
             )
@@ -110,10 +115,14 @@ def as_texts(inputs: Any) -> list[str]:
     elif isinstance(inputs, Sequence):
         values = list(inputs)
     else:
-        raise TypeError(f"expected a list of strings or a DataFrame with a 'text' column, got {type(inputs)}")
+        raise PredictInputError(
+            f"expected a list of strings or a DataFrame with a 'text' column, got {type(inputs)}"
+        )
     for i, value in enumerate(values):
         if not isinstance(value, str):
-            raise TypeError(f"input {i} is {type(value).__name__} ({value!r}); every input must be a string")
+            raise PredictInputError(
+                f"input {i} is {type(value).__name__} ({value!r}); every input must be a string"
+            )
     return [valid_unicode(v) for v in values]
 
 
@@ -376,7 +385,7 @@ class ZooModel:
     def _generate(self, texts: list[str], options: Mapping[str, Any]) -> list[dict[str, Any]]:
         unknown = set(options) - set(GENERATION_DEFAULTS)
         if unknown:
-            raise TypeError(
+            raise PredictInputError(
                 f"unknown generation options {sorted(unknown)}; valid: {sorted(GENERATION_DEFAULTS)}"
             )
         settings = {**GENERATION_DEFAULTS, **(self.info.get("generation") or {}), **options}
@@ -420,16 +429,16 @@ class ZooModel:
         if values.ndim == 1 and num_features == 1:
             values = values.reshape(-1, 1)
         if values.ndim != 2 or values.shape[1] != num_features:
-            raise ValueError(
+            raise PredictInputError(
                 f"a forecasting window is a table of time steps x {num_features} features; got shape "
                 f"{values.shape}"
             )
         try:
             values = values.astype(np.float32)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"a forecasting window must hold numbers only ({err})") from err
+            raise PredictInputError(f"a forecasting window must hold numbers only ({err})") from err
         if not np.isfinite(values).all():
-            raise ValueError("a forecasting window must not contain NaN or infinite values")
+            raise PredictInputError("a forecasting window must not contain NaN or infinite values")
         values = values[-self.max_length :]
         # the data module standardised the inputs with train statistics: do the same to raw windows
         mean, std = self.attr("feature_mean"), self.attr("feature_std")

@@ -14,11 +14,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc.model import PythonModel
 
 import zoo
-from zoo.tracking.predict import TEXT_KINDS, ZooModel
+from zoo.tracking.predict import TEXT_KINDS, PredictInputError, ZooModel
 
 ARTIFACTS = ("checkpoint", "zoo_model", "tokenizer", "config")
 
@@ -42,6 +43,14 @@ class _ZooPythonModel(PythonModel):
             config=artifacts.get("config"),
         )
 
+    def _predict(self, inputs: Any, options: dict[str, Any]) -> Any:
+        """``ZooModel.predict``, with input it cannot take as MLflow's invalid-parameter error, which the
+        scoring server answers with 400 and the message only (any other error carries a stack trace)."""
+        try:
+            return self.model.predict(inputs, **options)
+        except PredictInputError as err:
+            raise MlflowException.invalid_parameter_value(str(err)) from None
+
 
 class TextPythonModel(_ZooPythonModel):
     """Pyfunc model of a text task: a list of raw strings (or a one-column DataFrame) in."""
@@ -50,7 +59,7 @@ class TextPythonModel(_ZooPythonModel):
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """Predict from raw strings; see ``zoo.tracking.predict`` for the output of each task kind."""
-        return self.model.predict(model_input, **(params or {}))
+        return self._predict(model_input, params or {})
 
 
 class SeriesPythonModel(_ZooPythonModel):
@@ -60,7 +69,7 @@ class SeriesPythonModel(_ZooPythonModel):
     # schema of a window comes from its input example instead
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:  # type: ignore[no-untyped-def]
         """Forecast ``horizon`` steps after the window, in original units (one record per step)."""
-        return self.model.predict(model_input)
+        return self._predict(model_input, {})
 
 
 def series_example(num_features: int, length: int, names: list[str] | None = None) -> pd.DataFrame:
