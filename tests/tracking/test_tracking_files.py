@@ -96,9 +96,13 @@ def logged(trained: dict[str, Any]) -> dict[str, Any]:
     """The toy classifier logged as a pyfunc model to a SQLite store, and its local model directory."""
     root, task = trained["root"], trained["task"]
     info = {"task_class": class_path(task), "kind": task_kind(task)}
-    with using_tracking_uri(f"sqlite:///{root}/mlflow.db"), mlflow.start_run():
-        uri = str(log_pyfunc_model(trained["ckpt"], info, trained["data"].tokenizer, None, TEXTS).model_uri)
-        model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(root / "downloaded")))
+    # in root: a SQLite store keeps artifacts under ./mlruns of the working directory
+    with pytest.MonkeyPatch.context() as patch, using_tracking_uri(f"sqlite:///{root}/mlflow.db"):
+        patch.chdir(root)
+        with mlflow.start_run():
+            tokenizer = trained["data"].tokenizer
+            uri = str(log_pyfunc_model(trained["ckpt"], info, tokenizer, None, TEXTS).model_uri)
+            model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(root / "downloaded")))
     return {**trained, "dir": model_dir}
 
 
