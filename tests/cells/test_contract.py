@@ -13,6 +13,7 @@ from torch import Tensor
 import zoo
 from zoo.cells import RecurrentLayer, build_cell, get_cell_spec, list_cells
 from zoo.cells.base import State
+from zoo.errors import ZooConfigError
 
 CELLS = list_cells()
 B, T, I, H = 3, 7, 4, 5
@@ -197,3 +198,17 @@ def test_registry_metadata_and_public_api() -> None:
         spec = get_cell_spec(name)
         assert spec.paper, f"{name} has no paper citation"
         assert spec.cls.__doc__ and len(spec.cls.__doc__) > 80, f"{name} needs its equations in the docstring"
+
+
+@pytest.mark.parametrize(("arg", "value"), [("input_size", 0), ("hidden_size", 0), ("hidden_size", -5)])
+@pytest.mark.parametrize("name", CELLS)
+def test_invalid_sizes_name_the_argument_and_the_range(name: str, arg: str, value: int) -> None:
+    sizes = {"input_size": I, "hidden_size": H, arg: value}
+    with pytest.raises(ZooConfigError, match=rf"{arg} must be an integer >= 1 \(.*\), got {value}"):
+        build_cell(name, **sizes)
+
+
+@pytest.mark.parametrize("value", [True, 2.0, "4", None])
+def test_sizes_must_be_integers(value: object) -> None:
+    with pytest.raises(ZooConfigError, match=f"hidden_size must be an integer >= 1 .*, got {value!r}"):
+        build_cell("gru", I, value)  # type: ignore[arg-type]
