@@ -61,7 +61,7 @@ def check_encoder_args(
     check_cell_options(cell, dict(cell_options))
     check_size("hidden_size", hidden_size, "units of each layer's state")
     check_size("num_layers", num_layers, "stacked layers")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
         raise ZooConfigError(
             f"dropout must be a number in [0, 1) (the share of activations dropped between layers), "
             f"got {dropout!r}; use 0 for none"
