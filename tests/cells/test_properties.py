@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from kernel_support import WIRED, Allocations, nan_filled_allocations
 from torch import Tensor, nn
 
+from zoo import RecurrentEncoder
 from zoo.cells import RecurrentLayer, build_cell, list_cells
+from zoo.cells import _kernels as K
 from zoo.cells._kernels import use_kernels
 from zoo.cells.base import State
 
@@ -49,6 +51,7 @@ class Case:
     kernels: bool
     state: bool
     lengths: tuple[int, ...] | None
+    chunk: int  # the kernels' block length (zoo.cells._kernels._CHUNK); small ones cross blocks at small T
     seed: int
 
     @property
@@ -83,6 +86,7 @@ def cases(
         kernels=draw(st.booleans()) if kernels is None else kernels,
         state=draw(st.booleans()),
         lengths=lens,
+        chunk=draw(st.sampled_from([K._CHUNK, 1, 2, 3])),
         seed=draw(st.integers(0, 2**16)),
     )
 
@@ -101,11 +105,6 @@ def snapshot(module: nn.Module) -> dict[str, Tensor]:
 def assert_unchanged(module: nn.Module, before: dict[str, Tensor], what: str) -> None:
     changed = [name for name, p in module.named_parameters() if not torch.equal(p, before[name])]
     assert not changed, f"{what} changed the parameters {changed}"
-
-
-def assert_state_close(got: State, want: State, **tol: float) -> None:
-    for g, w in zip(parts(got), parts(want), strict=True):
-        torch.testing.assert_close(g, w, **tol)
 
 
 def make_cell(name: str, case: Case) -> RecurrentLayer:
@@ -149,9 +148,14 @@ def flat(state: Any) -> list[Tensor]:
 
 @contextmanager
 def checked_run(case: Case) -> Iterator[Allocations]:
-    """Kernels on or off as drawn, NaN in every fresh buffer; a kernel that ran must have been poisoned."""
-    with use_kernels(case.kernels), nan_filled_allocations() as seen:
-        yield seen
+    """Kernels on or off and their block length as drawn, NaN in every fresh buffer; a kernel that ran
+    must have had its buffers NaN-filled."""
+    chunk, K._CHUNK = K._CHUNK, case.chunk
+    try:
+        with use_kernels(case.kernels), nan_filled_allocations() as seen:
+            yield seen
+    finally:
+        K._CHUNK = chunk
     if seen.kernels:
         assert seen.total > 0, "a kernel ran but no allocation of it was NaN-filled: the patch missed it"
 
@@ -244,76 +248,84 @@ def test_nan_fill_reaches_the_parallel_scan() -> None:
     torch.testing.assert_close(out, want, **TOL[torch.float64])
 
 
-# -- cell properties -------------------------------------------------------------------------------------
+# -- the properties, for a cell or an encoder ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", CELLS)
-@given(case=cases())
-def test_cell_leaves_parameters_and_inputs_unchanged(name: str, case: Case) -> None:
-    cell = make_cell(name, case)
-    before = snapshot(cell)
-    x, state, lengths = make_inputs(cell, case)
+def has_gates(module: nn.Module) -> bool:
+    first = module.layers[0] if isinstance(module, RecurrentEncoder) else module
+    return bool(first.gate_names)
+
+
+def can_step(module: nn.Module) -> bool:
+    return not (isinstance(module, RecurrentEncoder) and module.bidirectional)
+
+
+def prop_unchanged(module: nn.Module, case: Case) -> None:
+    """(a) No forward, step or gate inspection writes into the parameters, the input or the given state."""
+    before = snapshot(module)
+    x, state, lengths = make_inputs(module, case)
     kept_x, kept_state = x.clone(), clone(state)
     with checked_run(case):
-        out, _ = cell(x, state, lengths)
-        cell.step(x[:, 0], state)
-        if cell.gate_names:
-            cell.forward_with_gates(x, state, lengths)
-    assert_unchanged(cell, before, f"{name} forward/step")
+        module(x, state, lengths)
+        if can_step(module):
+            module.step(x[:, 0], state)
+        if has_gates(module):
+            module.forward_with_gates(x, state, lengths)
+    assert_unchanged(module, before, "forward/step")
     assert torch.equal(x, kept_x), "the input was written"
     for s, k in zip(flat(state), flat(kept_state), strict=True):
         assert torch.equal(s, k), "the caller's state was written"
 
 
-@pytest.mark.parametrize("name", CELLS)
-@given(case=cases())
-def test_cell_two_calls_agree(name: str, case: Case) -> None:
-    cell = make_cell(name, case)
-    x, state, lengths = make_inputs(cell, case)
-    out1, s1 = run(case, lambda: cell(x, state, lengths))
-    out2, s2 = run(case, lambda: cell(x, state, lengths))
+def prop_two_calls(module: nn.Module, case: Case) -> None:
+    """(b) The same call twice gives the same result, bit for bit."""
+    x, state, lengths = make_inputs(module, case)
+    out1, s1 = run(case, lambda: module(x, state, lengths))
+    out2, s2 = run(case, lambda: module(x, state, lengths))
     assert torch.equal(out1, out2)
-    for a, b in zip(parts(s1), parts(s2), strict=True):
+    for a, b in zip(flat(s1), flat(s2), strict=True):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", CELLS)
-@given(case=cases(lengths=False))
-def test_cell_loop_of_steps_equals_forward(name: str, case: Case) -> None:
-    cell = make_cell(name, case)
-    x, state, _ = make_inputs(cell, case)
-    out, final = run(case, lambda: cell(x, state))
+def prop_steps(module: nn.Module, case: Case) -> None:
+    """(c) A loop of ``step`` equals ``forward``, every output and the final state."""
+    x, state, _ = make_inputs(module, case)
+    out, final = run(case, lambda: module(x, state))
     s = state
     for t in range(case.time):
-        h, s = run(case, lambda t=t, s=s: cell.step(x[:, t], s))
-        torch.testing.assert_close(h, out[:, t], **case.tol)
-    assert_state_close(s, final, **case.tol)
+        h, s = run(case, lambda t=t, s=s: module.step(x[:, t], s))
+        torch.testing.assert_close(h, out[:, t, -h.size(-1) :], **case.tol)
+    assert_all_close(flat(s), flat(final), **case.tol)
 
 
-@pytest.mark.parametrize("name", CELLS)
-@given(case=cases(lengths=True))
-def test_cell_padded_batch_equals_each_sequence_alone(name: str, case: Case) -> None:
-    cell = make_cell(name, case).eval()  # in training a batch-normed cell sees its whole batch
-    x, state, lengths = make_inputs(cell, case)
-    out, final = run(case, lambda: cell(x, state, lengths))
+def prop_padding(module: nn.Module, case: Case) -> None:
+    """(d) A padded batch equals each sequence alone; outputs on padding are exactly zero."""
+    x, state, lengths = make_inputs(module, case)
+    out, final = run(case, lambda: module(x, state, lengths))
     for b, n in enumerate(case.lengths or ()):
-        o, s = run(case, lambda b=b, n=n: cell(x[b : b + 1, :n], alone(state, b)))
+        o, s = run(case, lambda b=b, n=n: module(x[b : b + 1, :n], alone(state, b)))
         torch.testing.assert_close(out[b : b + 1, :n], o, **case.tol)
         assert torch.all(out[b, n:] == 0), "outputs on padding must be zero"
-        assert_state_close(alone(final, b), s, **case.tol)
+        assert_all_close(flat(alone(final, b)), flat(s), **case.tol)
 
 
-@pytest.mark.parametrize("name", CELLS)
-@given(case=cases(min_time=2, lengths=False), data=st.data())
-def test_cell_state_continues_exactly(name: str, case: Case, data: st.DataObject) -> None:
-    k = data.draw(st.integers(1, case.time - 1), label="split")
-    cell = make_cell(name, case)
-    x, state, _ = make_inputs(cell, case)
-    full, full_state = run(case, lambda: cell(x, state))
-    first, s = run(case, lambda: cell(x[:, :k], state))
-    second, s2 = run(case, lambda: cell(x[:, k:], s))
+def prop_continuation(module: nn.Module, case: Case, k: int) -> None:
+    """(e) ``forward(x[:, :k])`` then ``forward(x[:, k:], state)`` equals ``forward(x)``."""
+    x, state, _ = make_inputs(module, case)
+    full, full_state = run(case, lambda: module(x, state))
+    first, s = run(case, lambda: module(x[:, :k], state))
+    second, s2 = run(case, lambda: module(x[:, k:], s))
     torch.testing.assert_close(torch.cat([first, second], 1), full, **case.tol)
-    assert_state_close(s2, full_state, **case.tol)
+    assert_all_close(flat(s2), flat(full_state), **case.tol)
+
+
+def prop_kernels(module: nn.Module, case: Case) -> None:
+    """(f) The kernels equal the autograd loop: outputs, final state, gradients of input, state, weights."""
+    x, state, lengths = make_inputs(module, case)
+    got = run(case, lambda: forward_and_grads(module, x, state, lengths, case.seed))
+    with use_kernels(False):
+        want = forward_and_grads(module, x, state, lengths, case.seed)
+    assert_all_close(got, want, **case.tol)
 
 
 def with_grad(state: Any) -> tuple[Any, list[Tensor]]:
@@ -353,12 +365,114 @@ def assert_all_close(got: list[Any], want: list[Any], **tol: float) -> None:
         torch.testing.assert_close(g, w, **tol, msg=lambda m, i=i: f"item {i}: {m}")
 
 
+# -- every registered cell ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CELLS)
+@given(case=cases())
+def test_cell_leaves_parameters_and_inputs_unchanged(name: str, case: Case) -> None:
+    prop_unchanged(make_cell(name, case), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@given(case=cases())
+def test_cell_two_calls_agree(name: str, case: Case) -> None:
+    prop_two_calls(make_cell(name, case), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@given(case=cases(lengths=False))
+def test_cell_loop_of_steps_equals_forward(name: str, case: Case) -> None:
+    prop_steps(make_cell(name, case), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@given(case=cases(lengths=True))
+def test_cell_padded_batch_equals_each_sequence_alone(name: str, case: Case) -> None:
+    # eval: in training a batch-normed cell (li_gru norm="batch") sees its whole batch, by design
+    prop_padding(make_cell(name, case).eval(), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@given(case=cases(min_time=2, lengths=False), data=st.data())
+def test_cell_state_continues_exactly(name: str, case: Case, data: st.DataObject) -> None:
+    prop_continuation(make_cell(name, case), case, data.draw(st.integers(1, case.time - 1), label="k"))
+
+
 @pytest.mark.parametrize("name", CELLS)
 @given(case=cases(dtype=torch.float64, kernels=True))
 def test_cell_kernels_equal_the_autograd_loop_in_float64(name: str, case: Case) -> None:
-    cell = make_cell(name, case)
-    x, state, lengths = make_inputs(cell, case)
-    got = run(case, lambda: forward_and_grads(cell, x, state, lengths, case.seed))
-    with use_kernels(False):
-        want = forward_and_grads(cell, x, state, lengths, case.seed)
-    assert_all_close(got, want, **case.tol)
+    prop_kernels(make_cell(name, case), case)
+
+
+# -- the encoder over every cell: stacked, bidirectional, dropout -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    num_layers: int
+    bidirectional: bool
+    dropout: float
+
+
+def layouts(bidirectional: bool | None = None) -> st.SearchStrategy[Layout]:
+    return st.builds(
+        Layout,
+        num_layers=st.integers(1, 2),
+        bidirectional=st.booleans() if bidirectional is None else st.just(bidirectional),
+        dropout=st.sampled_from([0.0, 0.5]),
+    )
+
+
+def make_encoder(name: str, case: Case, layout: Layout, *, random: bool = False) -> RecurrentEncoder:
+    """The encoder in the case's mode; dropout only in eval mode unless ``random`` (results compared)."""
+    torch.manual_seed(case.seed)
+    dropout = layout.dropout if random or not case.train else 0.0
+    encoder = RecurrentEncoder(name, case.inp, case.hid, layout.num_layers, layout.bidirectional, dropout)
+    return encoder.to(case.dtype).train(case.train)
+
+
+encoder_settings = settings(max_examples=ENCODER_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@encoder_settings
+@given(case=cases(), layout=layouts())
+def test_encoder_leaves_parameters_and_inputs_unchanged(name: str, case: Case, layout: Layout) -> None:
+    prop_unchanged(make_encoder(name, case, layout, random=True), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@encoder_settings
+@given(case=cases(), layout=layouts())
+def test_encoder_two_calls_agree(name: str, case: Case, layout: Layout) -> None:
+    prop_two_calls(make_encoder(name, case, layout), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@encoder_settings
+@given(case=cases(lengths=False), layout=layouts(bidirectional=False))
+def test_encoder_loop_of_steps_equals_forward(name: str, case: Case, layout: Layout) -> None:
+    prop_steps(make_encoder(name, case, layout), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@encoder_settings
+@given(case=cases(lengths=True), layout=layouts())
+def test_encoder_padded_batch_equals_each_sequence_alone(name: str, case: Case, layout: Layout) -> None:
+    prop_padding(make_encoder(name, case, layout).eval(), case)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@encoder_settings
+@given(case=cases(min_time=2, lengths=False), layout=layouts(bidirectional=False), data=st.data())
+def test_encoder_state_continues_exactly(name: str, case: Case, layout: Layout, data: st.DataObject) -> None:
+    k = data.draw(st.integers(1, case.time - 1), label="k")
+    prop_continuation(make_encoder(name, case, layout), case, k)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@encoder_settings
+@given(case=cases(dtype=torch.float64, kernels=True), layout=layouts())
+def test_encoder_kernels_equal_the_autograd_loop_in_float64(name: str, case: Case, layout: Layout) -> None:
+    prop_kernels(make_encoder(name, case, layout), case)
