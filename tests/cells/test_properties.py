@@ -218,6 +218,23 @@ def test_parameters_unchanged_at_batch_1_time_1(name: str, kernels: bool) -> Non
                     assert torch.equal(s, k), "the caller's state was written"
 
 
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "loop"])
+@pytest.mark.parametrize("name", CELLS)
+def test_encoder_parameters_unchanged_at_batch_1_time_1(name: str, kernels: bool) -> None:
+    """As above for a stacked bidirectional encoder (its second layer sees B = T = 1 too)."""
+    for hid in (1, 7):
+        torch.manual_seed(0)
+        encoder = RecurrentEncoder(name, 5, hid, num_layers=2, bidirectional=True, dropout=0.5)
+        before = snapshot(encoder)
+        for train in (True, False):
+            encoder.train(train)
+            x = torch.randn(1, 1, 5)
+            with use_kernels(kernels), nan_filled_allocations():
+                out, _ = encoder(x, lengths=torch.tensor([1]))
+                out.sum().backward()
+            assert_unchanged(encoder, before, f"encoder of {name} (H={hid}, train={train})")
+
+
 @pytest.mark.parametrize("name", WIRED)
 def test_nan_fill_reaches_every_kernel(name: str) -> None:
     """The allocation patch is really hit: each wired cell's kernel allocates, and its results stay finite."""
