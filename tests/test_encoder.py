@@ -10,7 +10,6 @@ from torch import nn
 
 import zoo.encoder
 from zoo import EncoderConfig, RecurrentEncoder, build_encoder
-from zoo.cells import list_cells
 from zoo.encoder import reverse_padded
 from zoo.errors import ZooConfigError
 
@@ -70,18 +69,6 @@ def test_dropout_only_in_training() -> None:
     c, _ = enc(x)
     d, _ = enc(x)
     assert not torch.equal(c, d)
-
-
-@pytest.mark.parametrize("name", list_cells())
-def test_step_equals_forward_for_a_stack(name: str) -> None:
-    torch.manual_seed(0)
-    enc = RecurrentEncoder(name, 3, 4, num_layers=2).double().eval()
-    x = torch.randn(2, 5, 3, dtype=torch.float64)
-    out, state = enc(x)
-    s = None
-    for t in range(5):
-        h, s = enc.step(x[:, t], s)
-        torch.testing.assert_close(h, out[:, t])
 
 
 def test_step_refuses_bidirectional() -> None:
