@@ -28,7 +28,6 @@ from zoo import RecurrentEncoder
 from zoo.cells import RecurrentLayer, build_cell, list_cells
 from zoo.cells import _kernels as K
 from zoo.cells._kernels import use_kernels
-from zoo.cells.base import State
 
 CELLS = list_cells()
 DTYPES = (torch.float64, torch.float32)
@@ -94,10 +93,6 @@ def cases(
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def parts(state: State) -> tuple[Tensor, ...]:
-    return state if isinstance(state, tuple) else (state,)
-
-
 def snapshot(module: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach().clone() for name, p in module.named_parameters()}
 
@@ -112,10 +107,10 @@ def make_cell(name: str, case: Case) -> RecurrentLayer:
     return build_cell(name, case.inp, case.hid).to(case.dtype).train(case.train)
 
 
-def make_inputs(module: Any, case: Case, time: int | None = None) -> tuple[Tensor, Any, Tensor | None]:
+def make_inputs(module: Any, case: Case) -> tuple[Tensor, Any, Tensor | None]:
     """``(x, state or None, lengths or None)`` for a cell or an encoder, from the case's seed."""
     gen = torch.Generator().manual_seed(case.seed + 1)
-    x = torch.randn(case.batch, time or case.time, case.inp, generator=gen, dtype=case.dtype)
+    x = torch.randn(case.batch, case.time, case.inp, generator=gen, dtype=case.dtype)
     state = None
     if case.state:
         zeros = module.initial_state(case.batch, device=x.device, dtype=x.dtype)
@@ -125,10 +120,8 @@ def make_inputs(module: Any, case: Case, time: int | None = None) -> tuple[Tenso
 
 
 def random_like(state: Any, gen: torch.Generator) -> Any:
-    if isinstance(state, list):
-        return [random_like(s, gen) for s in state]
-    if isinstance(state, tuple):
-        return tuple(random_like(s, gen) for s in state)
+    if isinstance(state, list | tuple):
+        return type(state)(random_like(s, gen) for s in state)
     return torch.randn(state.shape, generator=gen, dtype=state.dtype)
 
 
@@ -243,7 +236,7 @@ def test_nan_fill_reaches_every_kernel(name: str) -> None:
     x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
     with nan_filled_allocations() as seen:
         out, state = cell(x, lengths=torch.tensor([5, 2]))
-        (out.sum() + sum(p.sum() for p in parts(state))).backward()
+        (out.sum() + sum(p.sum() for p in flat(state))).backward()
     assert seen.kernels, f"{name} ran no kernel"
     assert seen.by_module.get("zoo.cells._kernels", 0) > 0
     assert torch.isfinite(out).all() and x.grad is not None and torch.isfinite(x.grad).all()
