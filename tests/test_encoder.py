@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
+import zoo.encoder
 from zoo import EncoderConfig, RecurrentEncoder, build_encoder
-from zoo.cells import list_cells
 from zoo.encoder import reverse_padded
+from zoo.errors import ZooConfigError
 
 
 def test_reverse_padded_reverses_within_length_only() -> None:
@@ -68,18 +71,6 @@ def test_dropout_only_in_training() -> None:
     assert not torch.equal(c, d)
 
 
-@pytest.mark.parametrize("name", list_cells())
-def test_step_equals_forward_for_a_stack(name: str) -> None:
-    torch.manual_seed(0)
-    enc = RecurrentEncoder(name, 3, 4, num_layers=2).double().eval()
-    x = torch.randn(2, 5, 3, dtype=torch.float64)
-    out, state = enc(x)
-    s = None
-    for t in range(5):
-        h, s = enc.step(x[:, t], s)
-        torch.testing.assert_close(h, out[:, t])
-
-
 def test_step_refuses_bidirectional() -> None:
     enc = RecurrentEncoder("gru", 3, 4, bidirectional=True)
     with pytest.raises(ValueError, match="unidirectional"):
@@ -107,3 +98,35 @@ def test_config_and_errors() -> None:
         RecurrentEncoder("gru", 3, 4, cell_options={"bogus": 1})
     with pytest.raises(ValueError, match="list of 2 layer states"):
         RecurrentEncoder("gru", 3, 4, num_layers=2)(torch.randn(1, 2, 3), state=[torch.zeros(1, 4)])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden_size": 0}, r"hidden_size must be an integer >= 1 \(units of each layer's state\), got 0"),
+        ({"hidden_size": -5}, r"hidden_size must be an integer >= 1 .*, got -5"),
+        ({"input_size": 0}, r"input_size must be an integer >= 1 \(features per input step\), got 0"),
+        ({"num_layers": 0}, r"num_layers must be an integer >= 1 \(stacked layers\), got 0"),
+        ({"num_layers": True}, r"num_layers must be an integer >= 1 .*, got True"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\) .*, got 1.0"),
+        ({"dropout": -0.1}, r"dropout must be a number in \[0, 1\) .*, got -0.1"),
+        ({"dropout": float("nan")}, r"dropout must be a number in \[0, 1\) .*, got nan"),
+    ],
+)
+def test_invalid_sizes_are_a_config_error_before_any_tensor(
+    monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, object], message: str
+) -> None:
+    built: list[nn.Module] = []
+    build_cell = zoo.encoder.build_cell
+
+    def recording_build_cell(*args: Any, **kw: Any) -> nn.Module:
+        built.append(build_cell(*args, **kw))
+        return built[-1]
+
+    monkeypatch.setattr(zoo.encoder, "build_cell", recording_build_cell)
+    args = {"cell": "gru", "input_size": 3, "hidden_size": 4, **kwargs}
+    with pytest.raises(ZooConfigError, match=message):
+        RecurrentEncoder(**args)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):  # a ZooConfigError is a ValueError
+        EncoderConfig(**{k: v for k, v in args.items() if k != "input_size"}).build(args["input_size"])  # type: ignore[arg-type]
+    assert built == [], "a layer was built before the check failed"

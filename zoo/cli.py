@@ -420,19 +420,29 @@ def model_parameters(config: Any) -> dict[str, inspect.Parameter]:
 
 
 def check_encoder_cell(config: Any) -> None:
-    """Fail early, before any data is loaded, on an unknown ``model.init_args.encoder.cell``."""
-    from zoo.cells import get_cell_spec
+    """Fail early, before any data is loaded, on an encoder configuration that cannot be built (an unknown
+    ``model.init_args.encoder.cell`` or option, a size below 1, a dropout outside [0, 1))."""
+    from zoo.encoder import EncoderConfig, check_encoder_args
 
     model = config.get("model")
     encoder = model.get("init_args", {}).get("encoder") if model is not None else None
-    cell = (
-        getattr(encoder, "cell", None) if encoder is not None and not hasattr(encoder, "class_path") else None
-    )
-    if isinstance(cell, str):
-        try:
-            get_cell_spec(cell)
-        except ValueError as err:
-            raise ZooConfigError(f"--model.encoder.cell: {err}") from None
+    if (
+        encoder is None
+        or hasattr(encoder, "class_path")
+        or not isinstance(getattr(encoder, "cell", None), str)
+    ):
+        return
+    default = EncoderConfig()
+    args = {
+        name: getattr(encoder, name, getattr(default, name))
+        for name in ("cell", "hidden_size", "num_layers", "dropout", "cell_options")
+    }
+    try:
+        check_encoder_args(
+            args["cell"], args["hidden_size"], args["num_layers"], args["dropout"], args["cell_options"] or {}
+        )
+    except ValueError as err:
+        raise ZooConfigError(f"--model.encoder: {err}") from None
 
 
 def _config_dirs(config: Any) -> list[Path]:

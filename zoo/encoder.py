@@ -8,6 +8,7 @@ changes.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from torch import Tensor, nn
 
 from zoo.cells import Gates, RecurrentLayer, State, build_cell, check_cell_options, get_cell_spec
 from zoo.cells.base import as_lengths
+from zoo.cells.registry import check_size
+from zoo.errors import ZooConfigError
 
 EncoderState = list[State]
 
@@ -46,6 +49,25 @@ class EncoderConfig:
         return RecurrentEncoder(input_size=input_size, **asdict(self))
 
 
+def check_encoder_args(
+    cell: str, hidden_size: object, num_layers: object, dropout: object, cell_options: Mapping[str, Any]
+) -> None:
+    """Raise :class:`~zoo.errors.ZooConfigError` (a ``ValueError``) for encoder arguments that cannot work.
+
+    The one check of an encoder's configuration: :class:`RecurrentEncoder` runs it before building any
+    layer, and the ``zoo`` command before loading data. The input size is checked by ``build_cell``.
+    """
+    get_cell_spec(cell)
+    check_cell_options(cell, dict(cell_options))
+    check_size("hidden_size", hidden_size, "units of each layer's state")
+    check_size("num_layers", num_layers, "stacked layers")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= float(dropout) < 1.0:
+        raise ZooConfigError(
+            f"dropout must be a number in [0, 1) (the share of activations dropped between layers), "
+            f"got {dropout!r}; use 0 for none"
+        )
+
+
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence of ``x`` ``[batch, time, ...]`` within its own length; padding stays put."""
     if lengths is None:
@@ -70,6 +92,10 @@ class RecurrentEncoder(nn.Module):
         dropout: dropout between layers (not after the last), active in training only.
         cell_options: family-specific options for every layer.
 
+    Raises:
+        ZooConfigError: (a ``ValueError``) for an unknown cell or option, a size below 1 or a dropout
+            outside ``[0, 1)``, before any layer is built.
+
     ``forward(x, state=None, lengths=None)`` returns ``output`` ``[batch, time, output_size]`` (zero on
     padding) and the final states as a list ordered ``layer0_fwd, layer0_bwd, layer1_fwd, ...``.
     """
@@ -86,12 +112,7 @@ class RecurrentEncoder(nn.Module):
     ) -> None:
         super().__init__()
         options = dict(cell_options or {})
-        get_cell_spec(cell)
-        check_cell_options(cell, options)
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_encoder_args(cell, hidden_size, num_layers, dropout, options)
         self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -193,15 +193,21 @@ def test_plugin_cells_are_found_and_a_broken_plugin_is_reported(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_the_generated_contract_suite_covers_plugin_cells(tmp_path: Path) -> None:
-    """The zoo's contract tests are generated from the registry, so they also test a plugin's cells."""
+@pytest.mark.parametrize(
+    ("suite", "at_least"),
+    [("test_contract.py", 3 * 9), ("test_properties.py", 3 * 12)],
+    ids=["contract", "properties"],
+)
+def test_the_generated_suites_cover_plugin_cells(tmp_path: Path, suite: str, at_least: int) -> None:
+    """The zoo's contract and property tests are generated from the registry, so they also test a
+    plugin's cells (every property, hypothesis included, for each of the three plugin cells)."""
     install_plugin(tmp_path)
     select = "leaky or plugin_rnn or cho_subclass"
     proc = run_python(
         tmp_path, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select,
-        str(REPO / "tests" / "cells" / "test_contract.py"),
+        str(REPO / "tests" / "cells" / suite),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = proc.stdout.strip().splitlines()[-1]
     passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 3 * 9 and "skipped" not in summary, summary
+    assert passed and int(passed.group(1)) >= at_least and "skipped" not in summary, summary

@@ -258,3 +258,22 @@ def test_ckpt_path_best_without_a_run_says_what_to_do(zoo_main, tmp_path: Path) 
     )
     assert result.returncode != 0
     assert "no best checkpoint found" in result.stderr and "zoo fit" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("hidden_size", "0", "hidden_size must be an integer >= 1 (units of each layer's state), got 0"),
+        ("hidden_size", "-5", "hidden_size must be an integer >= 1 (units of each layer's state), got -5"),
+        ("num_layers", "0", "num_layers must be an integer >= 1 (stacked layers), got 0"),
+        ("dropout", "1.5", "dropout must be a number in [0, 1)"),
+    ],
+)
+def test_invalid_encoder_sizes_exit_2_before_anything_is_built(
+    zoo_main, tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    result = zoo_main("fit", *TOY_TEXT, *SMALL, f"--model.encoder.{option}", value)
+    assert result.returncode == 2, result.output
+    assert f"--model.encoder: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "lightning_logs").exists()

@@ -279,7 +279,10 @@ def _reverse(
 
 def _rows(bias: Tensor | None, batch: int) -> Tensor | None:
     """``bias`` repeated for every row of a batch, contiguous: ``addmm(out=)`` starts from a plain copy
-    of it (a broadcast copy of a vector measured about ten times slower per step here)."""
+    of it (a broadcast copy of a vector measured about ten times slower per step here).
+
+    Read only: at ``batch == 1`` the result is ``bias`` itself (``contiguous()`` returns a view).
+    """
     return None if bias is None else bias.expand(batch, bias.size(0)).contiguous()
 
 
@@ -588,10 +591,12 @@ def gru_reset_after(
 def _gate_input(gi_g: Tensor | None, bias: Tensor | None, like: Tensor, rows: int) -> Tensor:
     """Input-side part of a gate pre-activation for all steps: ``gi_g + bias`` (either may be absent)."""
     time, batch = like.shape[0], like.shape[1]
+    # always a fresh tensor: the callers write into it in place (``sigmoid_``, accumulation). Not
+    # ``expand(...).contiguous()``: at B = T = 1 the expanded bias is contiguous already, and that
+    # returned the parameter itself.
     if gi_g is None:
         base = like.new_zeros(rows) if bias is None else bias
-        return base.expand(time, batch, rows).contiguous()
-    # always a fresh tensor: the loops accumulate into it in place
+        return base.expand(time, batch, rows).clone(memory_format=torch.contiguous_format)
     return gi_g + bias if bias is not None else gi_g.clone(memory_format=torch.contiguous_format)
 
 

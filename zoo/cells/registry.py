@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from zoo.cells.base import RecurrentLayer
+from zoo.errors import ZooConfigError
 
 ENTRY_POINT_GROUP = "rnn_zoo.cells"
 
@@ -101,17 +103,18 @@ def _family_options(cls: type[RecurrentLayer]) -> list[str]:
     ]
 
 
-def _unknown_cell(name: str) -> ValueError:
+def _unknown_cell(name: str) -> ZooConfigError:
     valid = ", ".join(list_cells())
     hint = ""
     close = [n for n in list_cells() if n.replace("_", "") == name.replace("_", "").lower()]
     if close:
         hint = f" Did you mean {close[0]!r}?"
-    return ValueError(f"unknown cell {name!r}.{hint} Valid cells: {valid}.")
+    return ZooConfigError(f"unknown cell {name!r}.{hint} Valid cells: {valid}.")
 
 
 def get_cell_spec(name: str) -> CellSpec:
-    """Return the :class:`CellSpec` of ``name``; an unknown name raises a ``ValueError`` listing all."""
+    """Return the :class:`CellSpec` of ``name``; an unknown name raises a ``ZooConfigError`` (a
+    ``ValueError``) listing all."""
     load_plugins()
     try:
         return _REGISTRY[name]
@@ -120,13 +123,14 @@ def get_cell_spec(name: str) -> CellSpec:
 
 
 def check_cell_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` if ``options`` holds a key that cell ``name`` does not take."""
+    """Raise :class:`~zoo.errors.ZooConfigError` (a ``ValueError``) if ``options`` holds a key that cell
+    ``name`` does not take."""
     spec = get_cell_spec(name)
     valid = spec.options
     unknown = sorted(set(options) - set(valid))
     if unknown:
         shown = ", ".join(valid) if valid else "none"
-        raise ValueError(
+        raise ZooConfigError(
             f"cell {name!r} does not take option(s) {', '.join(map(repr, unknown))}; "
             f"its options are: {shown}."
         )
@@ -143,14 +147,30 @@ def build_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> 
 
     Returns:
         A freshly initialised :class:`RecurrentLayer`.
+
+    Raises:
+        ZooConfigError: (a ``ValueError``) for an unknown name or option or a size below 1, before any
+            tensor is built.
     """
     spec = get_cell_spec(name)
     check_cell_options(name, options)
-    if not (isinstance(input_size, int) and input_size > 0):
-        raise ValueError(f"input_size must be a positive int, got {input_size!r}")
-    if not (isinstance(hidden_size, int) and hidden_size > 0):
-        raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+    check_size("input_size", input_size, "features per input step")
+    check_size("hidden_size", hidden_size, "units of the state")
     return spec.cls(input_size=input_size, hidden_size=hidden_size, **options)
+
+
+def check_size(name: str, value: object, meaning: str) -> None:
+    """Raise :class:`~zoo.errors.ZooConfigError` unless ``value`` is an integer of at least 1.
+
+    Args:
+        name: the argument, as the user wrote it (``hidden_size``).
+        value: what was given.
+        meaning: what the size counts, for the message (``"units of the state"``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ZooConfigError(
+            f"{name} must be an integer >= 1 ({meaning}), got {value!r}; set {name} to 1 or more"
+        )
 
 
 def list_cells(pattern: str | None = None) -> list[str]:
