@@ -26,7 +26,7 @@ class FaultyClassifier(SequenceClassifier):
     """``SequenceClassifier`` whose training loss (or its gradient, or its validation output) is NaN.
 
     Args:
-        nan_loss_steps: global steps whose training loss is NaN.
+        nan_loss_steps: global steps whose training loss is NaN (with finite gradients).
         nan_grad_steps: global steps whose loss is finite but whose gradients are NaN.
         fault_rank: inject only on this global rank (``None``: every rank).
         nan_val: validation logits are NaN (so ``val_loss`` is NaN while training is finite).
@@ -58,7 +58,9 @@ class FaultyClassifier(SequenceClassifier):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss = super().training_step(batch, batch_idx)
         if self._faulty(self.nan_loss_steps):
-            return loss * float("nan")
+            # a NaN added as a constant: the loss is NaN but its gradients stay finite, so under DDP the
+            # fault stays on this rank (a NaN gradient would reach every rank through the all-reduce)
+            return loss + float("nan")
         if self._faulty(self.nan_grad_steps):
             return _NanGradient.apply(loss)
         return loss

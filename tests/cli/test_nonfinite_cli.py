@@ -5,11 +5,15 @@ moves only to a model at least as good."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from cli_support import REPO, Result, run_zoo
+from cli_support import REPO, Result, run_zoo, zoo_env
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -168,3 +172,31 @@ def test_a_nonfinite_metric_is_never_registered(work: Path) -> None:
     run = latest_run(work)
     assert "model" not in {a.path for a in client_of(work).list_artifacts(run.info.run_id)}
     assert run.data.tags["zoo.registration"].startswith("Model not logged nor registered")
+
+
+def test_a_nan_on_one_ddp_rank_stops_both_ranks_together(tmp_path: Path) -> None:
+    """Rank 1 alone gets a NaN loss at step 3: both processes stop there (no hang), exit 1."""
+    command = [
+        sys.executable, "-m", "zoo", "fit", *TINY, *FAULTY_MODEL,
+        "--model.nan_loss_steps", "[3]", "--model.fault_rank", "1",
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.logger", "false",
+    ]  # fmt: skip
+    env = {**zoo_env(), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the rank it started
+        output, _ = proc.communicate()
+        pytest.fail(f"a NaN on one rank hung the fit:\n{output[-3000:]}")
+    assert proc.returncode == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("zoo: error:")]
+    assert len(errors) == 2, output[-3000:]  # one per rank, at the same step
+    assert all("at global step 3 (epoch 0, batch 3)" in line for line in errors), errors
+    assert sum("non-finite training loss (nan)" in line for line in errors) == 1, errors
+    assert sum("a non-finite loss or gradient on another process" in line for line in errors) == 1, errors
+    assert not list(tmp_path.glob("runs/quickstart/checkpoints/version_*/*.ckpt"))
