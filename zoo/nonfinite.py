@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from zoo.errors import NonFiniteLossError
 
 Policy = Literal["stop", "skip"]
+_LOSS = "<loss>"  # not a parameter name (those are dotted identifiers)
 
 #: What the error message proposes; the first two are what usually cures a diverging run.
 FIX = (
@@ -26,11 +27,17 @@ FIX = (
 
 
 def first_nonfinite(named: Any) -> str | None:
-    """The name of the first tensor in ``named`` (pairs of name and tensor) with a NaN or inf."""
-    for name, tensor in named:
-        if tensor is not None and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return str(name)
-    return None
+    """The name of the first floating tensor in ``named`` (pairs of name and tensor) with a NaN or inf.
+
+    One host sync when all are finite (the common case, once per training step on a GPU).
+    """
+    pairs = [(name, t) for name, t in named if t is not None and t.is_floating_point()]
+    if not pairs:
+        return None
+    finite = torch.stack([torch.isfinite(t).all().to(pairs[0][1].device) for _, t in pairs])
+    if bool(finite.all()):
+        return None
+    return str(pairs[int((~finite).nonzero()[0, 0])][0])
 
 
 class NonFiniteGuard(Callback):
@@ -89,16 +96,16 @@ class NonFiniteGuard(Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
+        checked = [] if self._loss is None else [(_LOSS, self._loss)]
+        if getattr(trainer.precision_plugin, "scaler", None) is None:
+            checked += [(name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
+        bad = first_nonfinite(checked)
         problem = None
-        if self._loss is not None and not bool(torch.isfinite(self._loss)):
-            problem = f"non-finite training loss ({float(self._loss)})"
-        elif getattr(trainer.precision_plugin, "scaler", None) is None:
-            bad = first_nonfinite(
-                (name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None
-            )
-            if bad is not None:
-                loss = "" if self._loss is None else f" with a finite loss ({float(self._loss):.4g})"
-                problem = f"non-finite gradient of {bad}{loss}"
+        if bad == _LOSS:
+            problem = f"non-finite training loss ({float(self._loss)})"  # type: ignore[arg-type]
+        elif bad is not None:
+            loss = "" if self._loss is None else f" with a finite loss ({float(self._loss):.4g})"
+            problem = f"non-finite gradient of {bad}{loss}"
         self._loss = None
         if not trainer.strategy.reduce_boolean_decision(problem is not None, all=False):
             self._stepped = True
