@@ -142,7 +142,7 @@ class NonFiniteGuard(Callback):
         last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written before it"
         skipped = (
-            f" {self.skipped} batches had been skipped already (--nonfinite.max_skipped {self.max_skipped})."
+            f" Batches skipped before it: {self.skipped} (--nonfinite.max_skipped {self.max_skipped})."
             if self.policy == "skip"
             else ""
         )

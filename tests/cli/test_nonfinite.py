@@ -119,7 +119,7 @@ def test_skip_stops_after_max_skipped() -> None:
         fit(Tiny(bad_loss=(1, 3)), batches(6), NonFiniteGuard(policy="skip", max_skipped=1))
     message = str(err.value)
     assert "non-finite training loss (nan) at global step 3 (epoch 0, batch 3)" in message
-    assert "1 batches had been skipped already (--nonfinite.max_skipped 1)" in message
+    assert "Batches skipped before it: 1 (--nonfinite.max_skipped 1)" in message
 
 
 def test_stop_on_a_nan_gradient_with_a_finite_loss() -> None:
