@@ -49,6 +49,8 @@ def run_cli(seed: int, root: Path) -> ToyCLI:
         "--trainer.logger.experiment_name=cuisine",
         "--tracking.log_model=true",
         "--tracking.registered_model_name=toy-local",
+        # no checkpoint monitors a metric here: without force the alias would stay on the first version
+        "--tracking.force_alias=true",
     ]
     return ToyCLI(
         ToyClassifier,

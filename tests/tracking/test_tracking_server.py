@@ -36,12 +36,13 @@ def assert_same_predictions(got: list[dict[str, Any]], want: list[dict[str, Any]
 
 @pytest.fixture(scope="module")
 def two_fits(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Two fits registered under one name: versions 1 and 2, the alias on the second."""
+    """Two fits registered under one name: versions 1 and 2, the alias forced onto the second (these
+    checkpoints monitor no metric, so without force the alias would stay on the first)."""
     root = tmp_path_factory.mktemp("fits")
     first = fit_toy(root, mlflow_server, NAME, seed=1)
     client = MlflowClient(mlflow_server)
     alias_after_first = client.get_model_version_by_alias(NAME, "champion").version
-    second = fit_toy(root, mlflow_server, NAME, seed=2)
+    second = fit_toy(root, mlflow_server, NAME, seed=2, force_alias=True)
     return {"first": first, "second": second, "alias_after_first": alias_after_first, "client": client}
 
 

@@ -242,6 +242,7 @@ def fit_toy(
     task: str = "classifier",
     experiment: str = "toy",
     epochs: int = 2,
+    force_alias: bool = False,
 ) -> tuple[L.Trainer, L.LightningModule, Any, ToyTextData]:
     """A real Lightning fit of a toy task, tracked by the zoo's logger and LogModelCallback."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -255,7 +256,9 @@ def fit_toy(
         model = ToyClassifier(vocab_size=data.vocab_size, label_names=data.label_names)
     else:
         model = ToyTagger(vocab_size=data.vocab_size, tag_names=["O", "FOOD", "X"])
-    callback = LogModelCallback(log_model=True, registered_model_name=registered_model_name, alias=alias)
+    callback = LogModelCallback(
+        log_model=True, registered_model_name=registered_model_name, alias=alias, force_alias=force_alias
+    )
     trainer = L.Trainer(
         max_epochs=epochs,
         logger=ZooMLFlowLogger(experiment_name=experiment, tracking_uri=tracking_uri),

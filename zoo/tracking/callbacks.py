@@ -19,7 +19,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from zoo.nonfinite import first_nonfinite
 from zoo.tracking.predict import DEFAULT_MAX_LENGTH, TEXT_KINDS, class_path, task_kind
+from zoo.tracking.registry import Score
 
 DATA_ATTRIBUTES = (
     "pad_id",
@@ -253,8 +255,20 @@ class RunInfoCallback(Callback):
         return plot(gates, tokens, path)
 
 
+def _nonfinite_problem(state_dict: Mapping[str, Any], score: Score | None) -> str | None:
+    """Why a model must not be logged (NaN or inf in its weights or its monitored metric), else ``None``."""
+    if score is not None and not score.finite:
+        return f"its monitored {score.metric} is {score.value} (non-finite)"
+    bad = first_nonfinite((k, v) for k, v in state_dict.items() if isinstance(v, torch.Tensor))
+    return None if bad is None else f"its weights are non-finite ({bad})"
+
+
 class LogModelCallback(Callback):
     """At the end of ``fit``, log the best checkpoint as a pyfunc model and register it.
+
+    A fit that fails (e.g. on a non-finite loss) logs nothing: Lightning does not call ``on_fit_end`` then.
+    A model whose weights or monitored metric are NaN or infinite is neither logged nor registered; the
+    run's ``zoo.registration`` tag and a printed line say why.
 
     The model holds the best checkpoint (``trainer.checkpoint_callback.best_model_path``, else the last
     one, else the current weights), the tokenizer, the resolved config and the predictor's metadata, with a
@@ -264,7 +278,10 @@ class LogModelCallback(Callback):
         log_model: log the model at the end of ``fit``.
         registered_model_name: register the logged model under this name (a new version per fit). The
             name is checked at fit start: one that holds another task is refused before training.
-        alias: point this alias (``models:/<name>@<alias>``) at the new version; ``None`` sets none.
+        alias: point this alias (``models:/<name>@<alias>``) at the new version when its monitored metric
+            (the checkpoint callback's ``monitor``) is at least as good as the holder's
+            (:func:`zoo.tracking.registry.register`); ``None`` sets none.
+        force_alias: move the alias to the new version whatever the scores.
         max_length: tokens (time steps for series) a prediction keeps; longer inputs are truncated.
         generation: default ``max_new_tokens``, ``temperature``, ``top_k``, ``seed`` of language models.
         input_example: raw strings (or a window) for the signature; default: one validation example.
@@ -278,6 +295,7 @@ class LogModelCallback(Callback):
         log_model: bool = False,
         registered_model_name: str | None = None,
         alias: str | None = "champion",
+        force_alias: bool = False,
         max_length: int = DEFAULT_MAX_LENGTH,
         generation: dict[str, Any] | None = None,
         input_example: list[str] | None = None,
@@ -294,12 +312,14 @@ class LogModelCallback(Callback):
         self.log_model = log_model
         self.registered_model_name = registered_model_name
         self.alias = alias
+        self.force_alias = force_alias
         self.max_length = max_length
         self.generation = dict(generation or {})
         self.input_example = input_example
         self.run_info = RunInfoCallback(log_plots=log_plots) if log_run_info else None
         self.model_info: Any = None
         self.model_version: Any = None
+        self.registration: Any = None
 
     @property
     def state_key(self) -> str:
@@ -337,17 +357,37 @@ class LogModelCallback(Callback):
             return
         logger = _require_logger(trainer, "LogModelCallback(log_model=True)")
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = self._checkpoint(trainer, pl_module, Path(tmp) / "model.ckpt")
-            self._log(trainer, pl_module, logger, checkpoint)
+            checkpoint, score = self._checkpoint(trainer, pl_module, Path(tmp) / "model.ckpt")
+            problem = _nonfinite_problem(torch.load(checkpoint, weights_only=True)["state_dict"], score)
+            if problem is not None:
+                self._refuse(logger, problem)
+                return
+            self._log(trainer, pl_module, logger, checkpoint, score)
 
-    def _checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, target: Path) -> Path:
-        """A slim checkpoint (state dict + hyperparameters) of the best, else last, else current model."""
+    def _refuse(self, logger: MLFlowLogger, problem: str) -> None:
+        from zoo.tracking.registry import DECISION_TAG
+
+        message = f"Model not logged nor registered: {problem}"
+        logger.experiment.set_tag(logger.run_id, DECISION_TAG, message)
+        print(message, flush=True)
+
+    def _checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, target: Path
+    ) -> tuple[Path, Score | None]:
+        """A slim checkpoint (state dict + hyperparameters) of the best, else last, else current model, and
+        its monitored score (``None`` unless it is the best checkpoint of a monitored metric)."""
         source = None
+        score = None
         callback = trainer.checkpoint_callback
-        for candidate in (getattr(callback, "best_model_path", ""), getattr(callback, "last_model_path", "")):
+        best = getattr(callback, "best_model_path", "")
+        for candidate in (best, getattr(callback, "last_model_path", "")):
             if candidate and Path(candidate).is_file():
                 source = candidate
                 break
+        monitor = getattr(callback, "monitor", None)
+        best_score = getattr(callback, "best_model_score", None)
+        if source is not None and source == best and monitor and best_score is not None:
+            score = Score(str(monitor), str(getattr(callback, "mode", "min")), float(best_score))
         if source is not None:
             full = torch.load(source, map_location="cpu", weights_only=True)
             slim = {
@@ -363,10 +403,15 @@ class LogModelCallback(Callback):
                 "pytorch-lightning_version": L.__version__,
             }
         torch.save(slim, target)
-        return target
+        return target, score
 
     def _log(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, logger: MLFlowLogger, ckpt: Path
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        logger: MLFlowLogger,
+        ckpt: Path,
+        score: Score | None = None,
     ) -> None:
         import mlflow
 
@@ -399,22 +444,26 @@ class LogModelCallback(Callback):
                         ckpt, info, tokenizer, resolved_config(trainer), example
                     )
             if self.registered_model_name:
-                self.model_version = register(
+                self.registration = register(
                     client,
                     self.model_info.model_uri,
                     self.registered_model_name,
                     info["task_class"],
                     self.alias,
+                    run_id=run_id,
+                    score=score,
+                    force_alias=self.force_alias,
                 )
+                self.model_version = self.registration.version
         where = (
             f"models:/{self.registered_model_name}@{self.alias}"
-            if self.registered_model_name and self.alias
+            if self.registration is not None and self.registration.alias_moved
             else f"models:/{self.registered_model_name}/{self.model_version.version}"
             if self.model_version is not None
             else f"runs:/{run_id}/model"
         )
-        if self.model_version is not None:
-            print(f"Registered {self.registered_model_name} version {self.model_version.version}", flush=True)
+        if self.registration is not None:
+            print(self.registration.message, flush=True)
         print(f'Load it:   zoo.load_model("{where}")', flush=True)
         print(f"Serve it:  zoo serve {where}", flush=True)
 
