@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from zoo.data.tagging import TokenTaggingData
+from zoo.errors import DataValidationError
 
 
 def test_conllu_tagging_batches(conllu_file: Path, tmp_path: Path) -> None:
@@ -56,11 +57,13 @@ def test_bad_tagging_input(conllu_file: Path, tmp_path: Path) -> None:
         TokenTaggingData("conllu", files, tags_column="xpos", cache_dir=str(tmp_path))
     mismatch = tmp_path / "m.jsonl"
     mismatch.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["X"]}), encoding="utf-8")
-    dm = TokenTaggingData(
-        "json", {"train": str(mismatch), "validation": str(mismatch)}, cache_dir=str(tmp_path)
-    )
-    with pytest.raises(ValueError, match="2 words but 1 tags"):
-        dm.setup("fit")
+    with pytest.raises(
+        DataValidationError,
+        match=re.escape("split 'train', row 1 (") + r".*m\.jsonl line 1\), column 'tags': 2 words but 1 tags",
+    ):
+        TokenTaggingData(
+            "json", {"train": str(mismatch), "validation": str(mismatch)}, cache_dir=str(tmp_path)
+        )
 
 
 def test_integer_tags_with_class_label_names(tmp_path: Path) -> None:
