@@ -199,7 +199,7 @@ def test_long_texts_truncated_by_default_with_a_count_logged(
     assert time.perf_counter() - start < 30
     assert dm.max_length == DEFAULT_MAX_LENGTH == 512
     assert max(lengths) == 512 and len(lengths) == 10
-    assert f"train: 2 of 10 texts truncated to 512 tokens" in caplog.text
+    assert "train: 2 of 10 texts truncated to 512 tokens" in caplog.text
     assert "validation: 0 of 16 texts truncated to 512 tokens" in caplog.text
     assert dm.truncated == {"train": 2, "validation": 0}
 
