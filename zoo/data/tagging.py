@@ -25,11 +25,17 @@ from zoo.data.validation import (
 from zoo.errors import DataValidationError
 
 
-def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[str] | None) -> list[str]:
+def resolve_tags(
+    splits: datasets.DatasetDict,
+    column: str,
+    declared: Sequence[str] | None,
+    locator: RowLocator | None = None,
+) -> list[str]:
     """Tag names in id order: ``declared``, else the sorted tags seen in train.
 
     Raises:
-        ValueError: a tag (in any split) outside that set, naming the split.
+        DataValidationError: a tag (in any split) outside that set, naming the split, the first rows that
+            hold one (located by ``locator``) and the column.
     """
     seen: dict[str, set[str]] = {}
     for split, ds in splits.items():
@@ -39,9 +45,11 @@ def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[s
     for split, tags in seen.items():
         bad = sorted(tags - set(names))
         if bad:
+            rows = [i for i, row in enumerate(splits[split][column]) if set(map(str, row)) - set(names)]
+            where = (locator or RowLocator()).where(split, rows)
             raise DataValidationError(
-                f"tags {bad[:10]} in split {split!r} are outside the tag set {names} (column {column!r}); "
-                "declare them in `tag_set`"
+                f"tags {bad[:10]} in split {split!r} are outside the tag set {names} ({where}, column "
+                f"{column!r}); declare them in `tag_set`"
             )
     return names
 
@@ -129,6 +137,10 @@ class TokenTaggingData(SplitDataModule):
         check_columns(splits, [tokens_column, tags_column], what="token tagging")
         locator = RowLocator.for_source(path, data_files, split_map, load_kwargs)
         splits = check_word_rows(splits, tokens_column, tags_column, locator, empty_texts)
+        if not isinstance(
+            getattr(splits["train"].features[tags_column], "feature", None), datasets.ClassLabel
+        ):
+            tag_set = resolve_tags(splits, tags_column, tag_set, locator)
         splits = carve_split(splits, validation_fraction, seed=seed)
         self._init_from_splits(
             splits,
