@@ -51,7 +51,11 @@ def test_list_columns_one_id_per_word_and_unknown_words(tmp_path: Path) -> None:
 
 def test_bad_tagging_input(conllu_file: Path, tmp_path: Path) -> None:
     files = {"train": str(conllu_file)}
-    with pytest.raises(ValueError, match=r"tags \['ADV'\] in split 'train' are outside the tag set"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"tags \['ADV', 'AUX', 'PART', 'PUNCT'\] in split 'train' are outside the tag set \['PRON', 'VERB'\] "
+        r"\(rows 1 \(.*tiny\.conllu line 1\), 2 \(.*tiny\.conllu line 12\), column 'upos'\)",
+    ):
         TokenTaggingData("conllu", files, tag_set=["PRON", "VERB"], cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=re.escape("the columns there are ['tokens', 'upos']")):
         TokenTaggingData("conllu", files, tags_column="xpos", cache_dir=str(tmp_path))
