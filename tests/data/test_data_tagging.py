@@ -53,7 +53,8 @@ def test_bad_tagging_input(conllu_file: Path, tmp_path: Path) -> None:
     files = {"train": str(conllu_file)}
     with pytest.raises(
         DataValidationError,
-        match=r"tags \['ADV', 'AUX', 'PART', 'PUNCT'\] in split 'train' are outside the tag set \['PRON', 'VERB'\] "
+        match=r"tags \['ADV', 'AUX', 'PART', 'PUNCT'\] in split 'train' are outside the tag set "
+        r"\['PRON', 'VERB'\] "
         r"\(rows 1 \(.*tiny\.conllu line 1\), 2 \(.*tiny\.conllu line 12\), column 'upos'\)",
     ):
         TokenTaggingData("conllu", files, tag_set=["PRON", "VERB"], cache_dir=str(tmp_path))
