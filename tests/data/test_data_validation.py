@@ -16,7 +16,13 @@ import pytest
 from data_support import SENTIMENT_ROWS, write_csv
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
-from zoo.data import LanguageModelingData, TextClassificationData, TokenTaggingData
+from zoo.data import (
+    LanguageModelingData,
+    TextClassificationData,
+    TimeSeriesData,
+    TokenTaggingData,
+    train_tokenizer,
+)
 from zoo.data.encoding import DEFAULT_MAX_LENGTH
 from zoo.errors import DataValidationError, ZooConfigError
 
@@ -281,3 +287,49 @@ def test_control_characters_are_text(tmp_path: Path) -> None:
     dm = classify(tmp_path, {"train": str(path), "validation": str(path)})
     assert sorted(dm.raw_splits["train"]["text"]) == sorted(["a\x00b", "c\x0bd e", "\x1bx"])
     assert all(int(n) >= 1 for batch in dm.train_dataloader() for n in batch["lengths"])
+
+
+def test_lone_surrogate_through_the_python_api_is_named() -> None:
+    with pytest.raises(DataValidationError, match=r"^text 2 holds a lone surrogate '\\ud800' at character 2"):
+        train_tokenizer(["a b", "c\ud800d"])
+
+
+def test_time_series_value_that_is_not_a_number_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "series.csv"
+    path.write_text(
+        "t,y\n" + "".join(f"{i},{i % 7}\n" for i in range(30)) + "30,n/a?\n31,\n", encoding="utf-8"
+    )
+    with pytest.raises(DataValidationError) as err:
+        TimeSeriesData(
+            data_files={"train": str(path)}, input_length=4, time_column="t", feature_columns=["y"]
+        )
+    assert str(err.value).startswith(f"split 'train', row 32 ({path} line 33), column 'y': no value.")
+    path.write_text("t,y\n" + "".join(f"{i},{i % 7}\n" for i in range(30)) + "30,n/a?\n", encoding="utf-8")
+    with pytest.raises(DataValidationError) as err:
+        TimeSeriesData(data_files={"train": str(path)}, input_length=4, feature_columns=["y"])
+    assert str(err.value).startswith(
+        f"split 'train', row 31 ({path} line 32), column 'y': 'n/a?' is not a number"
+    )
+
+
+def test_time_series_infinite_value(tmp_path: Path) -> None:
+    path = tmp_path / "series.csv"
+    path.write_text("y\n" + "".join(f"{i % 7}.5\n" for i in range(30)) + "inf\n", encoding="utf-8")
+    with pytest.raises(
+        DataValidationError, match=re.escape(f"row 31 ({path} line 32), column 'y': inf is not a finite")
+    ):
+        TimeSeriesData(data_files={"train": str(path)}, input_length=4)
+
+
+def test_language_model_reads_a_huge_line(tmp_path: Path) -> None:
+    path = tmp_path / "huge.txt"
+    path.write_text("a b c\n" * 50 + " ".join(["w"] * 200_000) + "\n" + "a b\n" * 50, encoding="utf-8")
+    start = time.perf_counter()
+    lm = LanguageModelingData(
+        data_files={"train": str(path)}, batch_size=4, seq_len=8, cache_dir=str(tmp_path)
+    )
+    lm.setup("fit")
+    assert (
+        int(lm.streams["train"].numel()) + int(lm.streams["validation"].numel()) == 150 + 200_000 + 100 + 101
+    )
+    assert time.perf_counter() - start < 30

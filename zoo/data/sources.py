@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 
-from zoo.data.validation import _utf8_problem, check_rows_left, explain_load_failure
+from zoo.data.validation import check_rows_left, explain_load_failure, utf8_problem
 from zoo.errors import DataValidationError, ZooConfigError
 
 STANDARD_SPLITS = ("train", "validation", "test")
@@ -49,7 +49,7 @@ def iter_conllu(path: str | os.PathLike[str]) -> Iterator[dict[str, list[str]]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CoNLL-U file not found: {path}")
-    problem = _utf8_problem(path, "utf-8", fix="e.g. with `iconv -f latin1 -t utf-8`")
+    problem = utf8_problem(path, "utf-8", fix="e.g. with `iconv -f latin1 -t utf-8`")
     if problem:
         raise ConlluFormatError(problem)
     tokens: list[str] = []

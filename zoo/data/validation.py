@@ -8,11 +8,9 @@ when an error is reported, so valid data costs one vectorised pass per check.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from zoo.data.locate import RowLocator, csv_record_lines
 from zoo.errors import DataValidationError, ZooConfigError
 
 log = logging.getLogger("zoo.data")
@@ -29,133 +28,10 @@ log = logging.getLogger("zoo.data")
 #: or drop the rows and log how many.
 EmptyPolicy = Literal["error", "drop"]
 
-_SHOWN_ROWS = 3  # rows named in one message; the count says how many more there are
-
 
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# -- where a row came from --------------------------------------------------------------------------------
-def _csv_lines(path: Path, delimiter: str, encoding: str) -> Iterator[int]:
-    """First line of every data record of a CSV file (the header is skipped, blank lines too, as pandas)."""
-    with path.open(encoding=encoding, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        previous, header = 0, True
-        for record in reader:
-            start, previous = previous + 1, reader.line_num
-            if not record:
-                continue
-            if header:
-                header = False
-                continue
-            yield start
-
-
-def _json_lines(path: Path, encoding: str) -> Iterator[int]:
-    """Line of every record of a JSON Lines file; nothing for a JSON array (its rows have no own line)."""
-    with path.open(encoding=encoding) as f:
-        for lineno, line in enumerate(f, start=1):
-            stripped = line.lstrip("\ufeff").strip()
-            if lineno == 1 and stripped.startswith("["):
-                return
-            if stripped:
-                yield lineno
-
-
-def _conllu_lines(path: Path) -> Iterator[int]:
-    """First line of every sentence (block with at least one word line) of a CoNLL-U file."""
-    start, words = 0, False
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                if words:
-                    yield start
-                start, words = 0, False
-                continue
-            start = start or lineno
-            words = words or not line.startswith("#")
-    if words:
-        yield start
-
-
-def _text_lines(path: Path, encoding: str) -> Iterator[int]:
-    with path.open(encoding=encoding) as f:
-        for lineno, _ in enumerate(f, start=1):
-            yield lineno
-
-
-@dataclass(frozen=True)
-class RowLocator:
-    """Names a row of a split by the file and line it came from.
-
-    Args:
-        files: split -> its local files, in the order ``datasets`` reads them (empty for hub datasets).
-        kind: the builder (``csv``, ``json``, ``text``, ``conllu``); other kinds give row numbers only.
-        delimiter: the CSV delimiter.
-        encoding: the files' encoding.
-    """
-
-    files: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    kind: str = ""
-    delimiter: str = ","
-    encoding: str = "utf-8-sig"
-
-    @classmethod
-    def for_source(
-        cls,
-        path: str,
-        data_files: Any,
-        split_map: Mapping[str, str] | None = None,
-        load_kwargs: Mapping[str, Any] | None = None,
-    ) -> RowLocator:
-        """The locator of what :func:`~zoo.data.sources.load_splits` reads from these arguments."""
-        from zoo.data.sources import split_files
-
-        kwargs = dict(load_kwargs or {})
-        delimiter = kwargs.get("delimiter") or kwargs.get("sep") or ","
-        encoding = kwargs.get("encoding") or "utf-8-sig"
-        return cls(split_files(data_files, split_map), path, str(delimiter), str(encoding))
-
-    def _lines(self, file: Path) -> Iterator[int]:
-        if self.kind == "csv":
-            return _csv_lines(file, self.delimiter, self.encoding)
-        if self.kind == "json":
-            return _json_lines(file, self.encoding)
-        if self.kind == "conllu":
-            return _conllu_lines(file)
-        if self.kind == "text":
-            return _text_lines(file, self.encoding)
-        return iter(())
-
-    def line_of(self, split: str, row: int) -> str | None:
-        """``"file line N"`` for the 0-based ``row`` of ``split``, or ``None`` when it cannot be known."""
-        remaining = row
-        for name in self.files.get(split, ()):
-            file = Path(name)
-            if not file.is_file():
-                return None
-            try:
-                count = 0
-                for count, line in enumerate(self._lines(file), start=1):
-                    if count == remaining + 1:
-                        return f"{name} line {line}"
-            except (OSError, UnicodeDecodeError, csv.Error):
-                return None
-            if count == 0:
-                return None  # a format without lines (a JSON array): do not guess
-            remaining -= count
-        return None
-
-    def where(self, split: str, rows: Sequence[int]) -> str:
-        """``"row 4 (train.csv line 5)"``, or several rows with a count of the rest; rows are 0-based."""
-        shown = []
-        for row in rows[:_SHOWN_ROWS]:
-            line = self.line_of(split, row)
-            shown.append(f"{row + 1}" + (f" ({line})" if line else ""))
-        more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
-        return ("rows " if len(rows) > 1 else "row ") + ", ".join(shown) + more
 
 
 def _bad(split: str, where: str, column: str, problem: str) -> DataValidationError:
@@ -275,6 +151,43 @@ def check_class_labels(
             "integer ids"
         )
     return datasets.DatasetDict(out)
+
+
+def check_numbers(splits: datasets.DatasetDict, columns: Sequence[str], locator: RowLocator) -> None:
+    """Every value of ``columns`` is a finite number (time series features, targets and times)."""
+    for column in columns:
+        check_filled(splits, column, locator)
+    for split, ds in splits.items():
+        for column in columns:
+            values = _column(ds, column)
+            if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+                bad = [i for i, v in enumerate(values.to_pylist()) if not _is_number(v)]
+                if not bad:
+                    continue
+                raise _bad(
+                    split,
+                    locator.where(split, bad),
+                    column,
+                    f"{_short(values[bad[0]].as_py())} is not a number. A time series column holds numbers: "
+                    "fix the value, or leave the column out of feature_columns / target_columns",
+                )
+            if pa.types.is_floating(values.type):
+                infinite = _rows(pc.invert(pc.is_finite(values)))
+                if infinite:
+                    raise _bad(
+                        split,
+                        locator.where(split, infinite),
+                        column,
+                        f"{values[infinite[0]].as_py()} is not a finite number; fill or drop those rows",
+                    )
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # -- texts ------------------------------------------------------------------------------------------------
@@ -454,7 +367,7 @@ def _warn(message: str) -> None:
 
 
 # -- files that cannot be read ----------------------------------------------------------------------------
-def _utf8_problem(
+def utf8_problem(
     file: Path, encoding: str, fix: str = "or pass its encoding (--data.load_kwargs '{encoding: latin-1}')"
 ) -> str | None:
     if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig"):
@@ -479,8 +392,8 @@ def file_problem(file: str, kind: str, delimiter: str = ",", encoding: str = "ut
         return None
     if not path.read_bytes().strip(b"\xef\xbb\xbf \t\r\n"):
         return f"{file} is empty; it needs {'a header line and ' if kind == 'csv' else ''}at least one row"
-    problem = _utf8_problem(path, encoding)
-    if problem is None and kind == "csv" and next(_csv_lines(path, delimiter, encoding), None) is None:
+    problem = utf8_problem(path, encoding)
+    if problem is None and kind == "csv" and next(csv_record_lines(path, delimiter, encoding), None) is None:
         problem = f"{file} has a header line but no rows below it"
     return problem
 
