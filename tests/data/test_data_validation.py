@@ -333,3 +333,30 @@ def test_language_model_reads_a_huge_line(tmp_path: Path) -> None:
         int(lm.streams["train"].numel()) + int(lm.streams["validation"].numel()) == 150 + 200_000 + 100 + 101
     )
     assert time.perf_counter() - start < 30
+
+
+def test_file_the_reader_rejects_names_split_file_and_cause(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b\\ud800", "label": 0}\n', encoding="utf-8")
+    with pytest.raises(DataValidationError) as err:
+        TextClassificationData("json", {"train": str(path)}, cache_dir=str(tmp_path))
+    assert str(err.value).startswith(
+        f"split 'train' ({path}) cannot be read as json: ArrowInvalid: JSON parse error"
+    )
+    assert "row 1" in str(err.value), "the JSON reader counts rows from 0"
+
+
+def test_word_without_a_tag_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    rows = [{"tokens": ["a", "b"], "tags": ["X", "Y"]}, {"tokens": ["c", "d"], "tags": ["X", None]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(
+        DataValidationError,
+        match=re.escape(f"split 'train', row 2 ({path} line 2), column 'tags': a word without a tag"),
+    ):
+        TokenTaggingData("json", {"train": str(path)}, cache_dir=str(tmp_path))
+
+
+def test_unknown_empty_texts_policy(tmp_path: Path) -> None:
+    with pytest.raises(ZooConfigError, match="empty_texts must be 'error' or 'drop', got 'skip'"):
+        TextClassificationData("csv", {"train": good(tmp_path)}, empty_texts="skip", cache_dir=str(tmp_path))  # type: ignore[arg-type]
