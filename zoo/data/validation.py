@@ -129,15 +129,25 @@ def check_class_labels(
         else:
             # mixed JSON values arrive as one column of JSON-encoded scalars
             decoded = [json.loads(v) if isinstance(v, str) else v for v in values.to_pylist()]
-            is_name = [isinstance(v, str) for v in decoded]
-            odd = [i for i, flag in enumerate(is_name) if flag != is_name[0]]
-            if odd or not all(isinstance(v, int | str) and not isinstance(v, bool) for v in decoded):
-                bad = odd or [i for i, v in enumerate(decoded) if not isinstance(v, int | str)]
+            not_class = [
+                i for i, v in enumerate(decoded) if isinstance(v, bool) or not isinstance(v, int | str)
+            ]
+            if not_class:
                 raise _bad(
                     split,
-                    locator.where(split, bad),
+                    locator.where(split, not_class),
                     column,
-                    f"the label {decoded[bad[0]]!r} is not of the same kind as row 1's {decoded[0]!r}. Use "
+                    f"the label {_short(decoded[not_class[0]])} is not a class label. Use integer ids or "
+                    "names",
+                )
+            is_name = [isinstance(v, str) for v in decoded]
+            odd = [i for i, flag in enumerate(is_name) if flag != is_name[0]]
+            if odd:
+                raise _bad(
+                    split,
+                    locator.where(split, odd),
+                    column,
+                    f"the label {decoded[odd[0]]!r} is not of the same kind as row 1's {decoded[0]!r}. Use "
                     "one kind of label throughout: all names or all integer ids",
                 )
             kinds[split] = "names" if is_name[0] else "integer ids"
@@ -145,16 +155,18 @@ def check_class_labels(
     if len(set(kinds.values())) > 1:
         reference = kinds.get("train", next(iter(kinds.values())))
         odd_split = next(s for s, k in kinds.items() if k != reference)
-        raise DataValidationError(
-            f"split {odd_split!r}, column {column!r}: labels are {kinds[odd_split]} there but "
-            f"{reference} in split 'train'. Use one kind of label in every split: all names or all "
-            "integer ids"
+        raise _bad(
+            odd_split,
+            locator.where(odd_split, [0]),
+            column,
+            f"the labels are {kinds[odd_split]} here but {reference} in split 'train'. Use one kind of "
+            "label in every split: all names or all integer ids",
         )
     return datasets.DatasetDict(out)
 
 
 def check_numbers(splits: datasets.DatasetDict, columns: Sequence[str], locator: RowLocator) -> None:
-    """Every value of ``columns`` is a finite number (time series features, targets and times)."""
+    """Every value of ``columns`` is a finite number (time-series features and targets)."""
     for column in columns:
         check_filled(splits, column, locator)
     for split, ds in splits.items():
@@ -271,11 +283,15 @@ def check_word_rows(
                 tags_column,
                 f"{n_words} words but {n_tags} tags; every word needs exactly one tag",
             )
-        flat_tags = pc.list_flatten(tags)
-        if flat_tags.null_count:
-            parents = pc.list_parent_indices(tags)
-            rows = sorted(set(pc.filter(parents, pc.is_null(flat_tags)).to_pylist()))
-            raise _bad(split, locator.where(split, rows), tags_column, "a word without a tag (null)")
+        for column, values, problem in (
+            (tokens_column, words, "a missing word (null)"),
+            (tags_column, tags, "a word without a tag (null)"),
+        ):
+            flat = pc.list_flatten(values)
+            if flat.null_count:
+                parents = pc.list_parent_indices(values)
+                rows = sorted(set(pc.filter(parents, pc.is_null(flat)).to_pylist()))
+                raise _bad(split, locator.where(split, rows), column, problem)
         empty[split] = _rows(pc.equal(pc.list_value_length(words), 0))
     return _apply_policy(splits, empty, tokens_column, locator, policy, "the row has no words")
 
