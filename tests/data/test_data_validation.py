@@ -360,3 +360,13 @@ def test_word_without_a_tag_is_named(tmp_path: Path) -> None:
 def test_unknown_empty_texts_policy(tmp_path: Path) -> None:
     with pytest.raises(ZooConfigError, match="empty_texts must be 'error' or 'drop', got 'skip'"):
         TextClassificationData("csv", {"train": good(tmp_path)}, empty_texts="skip", cache_dir=str(tmp_path))  # type: ignore[arg-type]
+
+
+def test_rows_of_a_json_array_are_named_without_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.json"
+    rows = [{"text": "a b", "label": 1}, {"text": "c", "label": 0.5}]
+    path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    with pytest.raises(
+        DataValidationError, match=r"^split 'train', row 2, column 'label': the label 0.5 is not a class"
+    ):
+        TextClassificationData("json", {"train": str(path)}, cache_dir=str(tmp_path))

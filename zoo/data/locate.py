@@ -6,6 +6,7 @@ Files are re-read only when a row is reported, so valid data pays nothing for th
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +30,24 @@ def csv_record_lines(path: Path, delimiter: str, encoding: str) -> Iterator[int]
             yield start
 
 
+class _NoLines(Exception):
+    """The file's rows have no line of their own (a JSON array, a pretty-printed document)."""
+
+
 def _json_lines(path: Path, encoding: str) -> Iterator[int]:
-    """Line of every record of a JSON Lines file; nothing for a JSON array (its rows have no own line)."""
+    """Line of every record of a JSON Lines file; a line that is not one JSON object ends the search."""
     with path.open(encoding=encoding) as f:
         for lineno, line in enumerate(f, start=1):
             stripped = line.lstrip("\ufeff").strip()
-            if lineno == 1 and stripped.startswith("["):
-                return
-            if stripped:
-                yield lineno
+            if not stripped:
+                continue
+            try:
+                record = json.loads(stripped)
+            except ValueError:
+                raise _NoLines from None
+            if not isinstance(record, dict):
+                raise _NoLines
+            yield lineno
 
 
 def _conllu_lines(path: Path) -> Iterator[int]:
@@ -56,19 +66,13 @@ def _conllu_lines(path: Path) -> Iterator[int]:
         yield start
 
 
-def _text_lines(path: Path, encoding: str) -> Iterator[int]:
-    with path.open(encoding=encoding) as f:
-        for lineno, _ in enumerate(f, start=1):
-            yield lineno
-
-
 @dataclass(frozen=True)
 class RowLocator:
     """Names a row of a split by the file and line it came from.
 
     Args:
         files: split -> its local files, in the order ``datasets`` reads them (empty for hub datasets).
-        kind: the builder (``csv``, ``json``, ``text``, ``conllu``); other kinds give row numbers only.
+        kind: the builder (``csv``, ``json``, ``conllu``); other kinds give row numbers only.
         delimiter: the CSV delimiter.
         encoding: the files' encoding.
     """
@@ -90,6 +94,8 @@ class RowLocator:
         from zoo.data.sources import split_files
 
         kwargs = dict(load_kwargs or {})
+        if kwargs.get("field"):
+            path = ""  # records nested under a key of one JSON document have no line of their own
         delimiter = kwargs.get("delimiter") or kwargs.get("sep") or ","
         encoding = kwargs.get("encoding") or "utf-8-sig"
         return cls(split_files(data_files, split_map), path, str(delimiter), str(encoding))
@@ -101,8 +107,6 @@ class RowLocator:
             return _json_lines(file, self.encoding)
         if self.kind == "conllu":
             return _conllu_lines(file)
-        if self.kind == "text":
-            return _text_lines(file, self.encoding)
         return iter(())
 
     def line_of(self, split: str, row: int) -> str | None:
@@ -117,7 +121,7 @@ class RowLocator:
                 for count, line in enumerate(self._lines(file), start=1):
                     if count == remaining + 1:
                         return f"{name} line {line}"
-            except (OSError, UnicodeDecodeError, csv.Error):
+            except (OSError, UnicodeDecodeError, csv.Error, _NoLines):
                 return None
             if count == 0:
                 return None  # a format without lines (a JSON array): do not guess

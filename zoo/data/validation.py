@@ -386,6 +386,7 @@ def _warn(message: str) -> None:
 def utf8_problem(
     file: Path, encoding: str, fix: str = "or pass its encoding (--data.load_kwargs '{encoding: latin-1}')"
 ) -> str | None:
+    """Where a file meant to be UTF-8 is not (the byte, its offset, line and column), or ``None``."""
     if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "utf-8-sig"):
         return None
     data = file.read_bytes()
