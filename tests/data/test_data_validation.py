@@ -250,10 +250,11 @@ def test_language_model_split_too_short_names_the_split(tmp_path: Path) -> None:
         batch_size=4,
         cache_dir=str(tmp_path),
     )
-    with pytest.raises(
-        DataValidationError, match=r"split 'validation' has 3 tokens, too few to cut into 4 rows"
-    ):
-        dm.setup("fit")
+    for stage in (dm.prepare_data, lambda: dm.setup("fit")):
+        with pytest.raises(
+            DataValidationError, match=r"split 'validation' has 3 tokens, too few to cut into 4 rows"
+        ):
+            stage()
 
 
 def test_byte_order_marks_are_not_part_of_the_data(tmp_path: Path) -> None:

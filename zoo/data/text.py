@@ -443,18 +443,21 @@ class LanguageModelingData(SplitDataModule):
             desc=f"tokenising {split}",
         )
 
+    def _stream(self, split: str) -> Any:
+        stream = flat_ids(self._encode(split))
+        world, _ = _world(None, None)
+        check_stream(split, stream.numel(), self.batch_size * world)
+        return stream
+
     def prepare_data(self) -> None:
         for split in self.raw_splits:
-            self._encode(split)
+            self._stream(split)  # checked here too: before the logger opens a run
 
     def setup(self, stage: str | None = None) -> None:
         wanted = _SPLIT_OF_STAGE.get(stage or "", tuple(self.raw_splits))
         for split in wanted:
             if split in self.raw_splits and split not in self.streams:
-                stream = flat_ids(self._encode(split))
-                world, _ = _world(None, None)
-                check_stream(split, stream.numel(), self.batch_size * world)
-                self.streams[split] = stream
+                self.streams[split] = self._stream(split)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.raw_splits:
