@@ -324,6 +324,10 @@ class ZooCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:
+            cause = zoo_error_in(err)
+            if cause is not None:
+                # jsonargparse wraps an error of the data module's __init__ in a "Union subtypes" report
+                raise cause from None
             hint = missing_sizes_hint(config, self._provided)
             if hint:
                 raise ZooConfigError(f"{hint}\n(the model failed with: {err})") from err
@@ -445,6 +449,18 @@ def check_encoder_cell(config: Any) -> None:
         )
     except ValueError as err:
         raise ZooConfigError(f"--model.encoder: {err}") from None
+
+
+def zoo_error_in(err: BaseException) -> ZooError | None:
+    """The first :class:`ZooError` in an exception's chain of causes, or ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ZooError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _config_dirs(config: Any) -> list[Path]:

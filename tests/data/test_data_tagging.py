@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from zoo.data.tagging import TokenTaggingData
+from zoo.errors import DataValidationError
 
 
 def test_conllu_tagging_batches(conllu_file: Path, tmp_path: Path) -> None:
@@ -50,17 +51,24 @@ def test_list_columns_one_id_per_word_and_unknown_words(tmp_path: Path) -> None:
 
 def test_bad_tagging_input(conllu_file: Path, tmp_path: Path) -> None:
     files = {"train": str(conllu_file)}
-    with pytest.raises(ValueError, match=r"tags \['ADV'\] in split 'train' are outside the tag set"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"tags \['ADV', 'AUX', 'PART', 'PUNCT'\] in split 'train' are outside the tag set "
+        r"\['PRON', 'VERB'\] "
+        r"\(rows 1 \(.*tiny\.conllu line 1\), 2 \(.*tiny\.conllu line 12\), column 'upos'\)",
+    ):
         TokenTaggingData("conllu", files, tag_set=["PRON", "VERB"], cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=re.escape("the columns there are ['tokens', 'upos']")):
         TokenTaggingData("conllu", files, tags_column="xpos", cache_dir=str(tmp_path))
     mismatch = tmp_path / "m.jsonl"
     mismatch.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["X"]}), encoding="utf-8")
-    dm = TokenTaggingData(
-        "json", {"train": str(mismatch), "validation": str(mismatch)}, cache_dir=str(tmp_path)
-    )
-    with pytest.raises(ValueError, match="2 words but 1 tags"):
-        dm.setup("fit")
+    with pytest.raises(
+        DataValidationError,
+        match=re.escape("split 'train', row 1 (") + r".*m\.jsonl line 1\), column 'tags': 2 words but 1 tags",
+    ):
+        TokenTaggingData(
+            "json", {"train": str(mismatch), "validation": str(mismatch)}, cache_dir=str(tmp_path)
+        )
 
 
 def test_integer_tags_with_class_label_names(tmp_path: Path) -> None:

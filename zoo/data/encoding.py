@@ -21,6 +21,10 @@ from zoo.data.tokenizers import PAD, TokenizerKind, cache_key, default_cache_dir
 
 _PAD_CANDIDATES = (PAD, "[PAD]", "<|pad|>", "<pad_token>")
 
+#: Tokens (words, for tagging) a text keeps by default, in training as in prediction: one huge row must not
+#: turn an epoch into hours and gigabytes.
+DEFAULT_MAX_LENGTH = 512
+
 
 class _TokenizerHolder:
     """Rebuilds the tokenizer lazily from JSON; only the JSON is pickled (and hashed)."""
@@ -44,7 +48,7 @@ class _TokenizerHolder:
 
 
 class EncodeText(_TokenizerHolder):
-    """Batched map: ``text_column`` -> ``input_ids`` (+ ``length``), optional label ids and appended ids.
+    """Batched map: ``text_column`` -> ``input_ids`` (+ ``length``, ``truncated``), labels and appended ids.
 
     Args:
         tokenizer: the tokenizer.
@@ -73,8 +77,14 @@ class EncodeText(_TokenizerHolder):
 
     def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
         texts = [t if t is not None else "" for t in batch[self.text_column]]
-        ids = [enc.ids[: self.max_length] + self.append_ids for enc in self.tok.encode_batch(texts)]
-        out: dict[str, list[Any]] = {"input_ids": ids, "length": [len(i) for i in ids]}
+        encodings = self.tok.encode_batch(texts)
+        limit = self.max_length
+        ids = [enc.ids[:limit] + self.append_ids for enc in encodings]
+        out: dict[str, list[Any]] = {
+            "input_ids": ids,
+            "length": [len(i) for i in ids],
+            "truncated": [limit is not None and len(enc.ids) > limit for enc in encodings],
+        }
         if self.label_column is not None:
             labels = batch[self.label_column]
             if self.label_to_id is not None:
@@ -117,6 +127,7 @@ class EncodeWords(_TokenizerHolder):
         tags_batch = batch[self.tags_column]
         ids_out: list[list[int]] = []
         tags_out: list[list[int]] = []
+        truncated: list[bool] = []
         for words, tags in zip(words_batch, tags_batch, strict=True):
             if len(words) != len(tags):
                 raise ValueError(
@@ -134,7 +145,13 @@ class EncodeWords(_TokenizerHolder):
                     first[word], seen[word] = tok_id, True
             ids_out.append(first[: self.max_length])
             tags_out.append([self.tag_to_id[t] for t in tags][: self.max_length])
-        return {"input_ids": ids_out, "tags": tags_out, "length": [len(i) for i in ids_out]}
+            truncated.append(self.max_length is not None and len(first) > self.max_length)
+        return {
+            "input_ids": ids_out,
+            "tags": tags_out,
+            "length": [len(i) for i in ids_out],
+            "truncated": truncated,
+        }
 
 
 def find_pad_id(tokenizer: Tokenizer) -> int:

@@ -19,8 +19,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.batching import loader_options
 from zoo.data.encoding import datasets_cache
+from zoo.data.locate import RowLocator
 from zoo.data.sources import DataFiles, check_columns, load_splits
 from zoo.data.splits import SplitDataModule
+from zoo.data.validation import check_numbers
+from zoo.errors import DataValidationError, ZooConfigError
 
 _ORDER = ("train", "validation", "test")
 
@@ -120,7 +123,7 @@ class TimeSeriesData(SplitDataModule):
         super().__init__()
         self.save_hyperparameters()
         if input_length < 1 or horizon < 1 or stride < 1:
-            raise ValueError(
+            raise ZooConfigError(
                 f"input_length, horizon and stride must be >= 1, got {input_length}, {horizon}, {stride}"
             )
         splits = load_splits(
@@ -133,17 +136,19 @@ class TimeSeriesData(SplitDataModule):
         )
         unknown = [s for s in splits if s not in _ORDER]
         if unknown:
-            raise ValueError(f"unknown split(s) {unknown}; time series use {list(_ORDER)}")
+            raise ZooConfigError(f"unknown split(s) {unknown}; time series use {list(_ORDER)}")
         train = splits["train"]
         if feature_columns is None:
             feature_columns = [c for c in _numeric_columns(train) if c != time_column]
             if not feature_columns:
-                raise ValueError(
+                raise DataValidationError(
                     f"no numeric columns to use as features; the columns are {train.column_names}"
                 )
         target_columns = list(target_columns or feature_columns)
         needed = list(dict.fromkeys([*feature_columns, *target_columns]))
         check_columns(splits, needed + ([time_column] if time_column else []), what="time series")
+        locator = RowLocator.for_source(path, data_files, None, load_kwargs)
+        check_numbers(splits, needed, locator)  # a time column may hold dates: it is only sorted by
 
         parts = {s: self._frame(splits[s], needed, time_column) for s in _ORDER if s in splits}
         table = np.concatenate([parts[s] for s in parts], axis=0)
@@ -160,7 +165,7 @@ class TimeSeriesData(SplitDataModule):
             sizes["train"] -= n_val
         n_train, n_val = sizes["train"], sizes.get("validation", n_val)
         if n_train <= input_length:
-            raise ValueError(
+            raise DataValidationError(
                 f"the training split has {n_train} rows, too few for input_length={input_length}; use more "
                 "data or a shorter input_length"
             )
@@ -170,7 +175,9 @@ class TimeSeriesData(SplitDataModule):
             "test": (n_train + n_val, n_train + n_val + n_test),
         }
         if n != n_train + n_val + n_test:
-            raise ValueError("a split has no rows left after carving; lower validation/test fractions")
+            raise DataValidationError(
+                "a split has no rows left after carving; lower validation/test fractions"
+            )
 
         columns = {c: i for i, c in enumerate(needed)}
         feats = table[:, [columns[c] for c in feature_columns]]
@@ -200,9 +207,6 @@ class TimeSeriesData(SplitDataModule):
         table = np.stack([np.asarray(data[c], dtype=np.float64) for c in columns], axis=1)
         if time_column is not None:
             table = table[np.argsort(data[time_column], kind="stable")]
-        bad = [c for i, c in enumerate(columns) if np.isnan(table[:, i]).any()]
-        if bad:
-            raise ValueError(f"missing values (NaN) in column(s) {bad}; fill or drop them before loading")
         return table
 
     def windows(self, split: str) -> WindowDataset:
@@ -210,7 +214,7 @@ class TimeSeriesData(SplitDataModule):
         start, stop = self.boundaries[split]
         times = window_times(start, stop, self.input_length, self.horizon, self.stride)
         if times.numel() == 0:
-            raise ValueError(
+            raise DataValidationError(
                 f"split {split!r} has {stop - start} rows: no window of horizon {self.horizon} fits; "
                 "use more data or a smaller horizon / validation_fraction / test_fraction"
             )

@@ -15,6 +15,9 @@ from typing import Any
 
 import datasets
 
+from zoo.data.validation import check_rows_left, explain_load_failure, utf8_problem
+from zoo.errors import DataValidationError, ZooConfigError
+
 STANDARD_SPLITS = ("train", "validation", "test")
 # Names that datasets on the hub and in the wild use for the same three splits.
 _SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation", "eval": "validation"}
@@ -22,8 +25,8 @@ _SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation
 DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 
 
-class ConlluFormatError(ValueError):
-    """A CoNLL-U file that does not follow the format; the message names the file and line."""
+class ConlluFormatError(DataValidationError):
+    """A CoNLL-U file that breaks the format (or is not UTF-8); the message names the file and line."""
 
 
 def _files_of(data_files: str | Sequence[str]) -> list[str]:
@@ -36,16 +39,22 @@ def iter_conllu(path: str | os.PathLike[str]) -> Iterator[dict[str, list[str]]]:
     Comment lines, multiword-token ranges (ID ``1-2``) and empty nodes (ID ``8.1``) are skipped, so every
     word carries exactly one UPOS tag.
 
+    A byte-order mark at the start of the file is skipped.
+
     Raises:
-        ConlluFormatError: a word line without 10 tab-separated fields (names the file and line number).
+        ConlluFormatError: a word line without 10 tab-separated fields, or bytes that are not UTF-8 (names
+            the file, the line and the byte offset).
         FileNotFoundError: the file does not exist.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CoNLL-U file not found: {path}")
+    problem = utf8_problem(path, "utf-8", fix="e.g. with `iconv -f latin1 -t utf-8`")
+    if problem:
+        raise ConlluFormatError(problem)
     tokens: list[str] = []
     upos: list[str] = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for lineno, raw in enumerate(f, start=1):
             line = raw.rstrip("\n").rstrip("\r")
             if not line.strip():
@@ -107,7 +116,9 @@ def read_conllu(data_files: str | Sequence[str], cache_dir: str | None = None) -
         if cause is not None:
             raise ConlluFormatError(str(cause)) from err
         if "corresponds to no data" in str(err):
-            raise ValueError(f"the split is empty: no sentences in the CoNLL-U file(s) {files}") from err
+            raise DataValidationError(
+                f"the split is empty: no sentences in the CoNLL-U file(s) {files}"
+            ) from err
         raise
     assert isinstance(ds, datasets.Dataset)
     return ds
@@ -115,6 +126,84 @@ def read_conllu(data_files: str | Sequence[str], cache_dir: str | None = None) -
 
 def _normalise_split_name(name: str) -> str:
     return _SPLIT_ALIASES.get(name, name)
+
+
+def _files_by_split(data_files: DataFiles) -> dict[str, list[str]]:
+    """The dataset's own split names -> files (one unnamed list is ``train``, as ``datasets`` reads it)."""
+    if isinstance(data_files, Mapping):
+        return {split: _files_of(files) for split, files in data_files.items()}
+    return {"train": _files_of(data_files)}
+
+
+def split_files(
+    data_files: DataFiles | None, split_map: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """Our split name -> its data files, as :func:`load_splits` maps them (no carving, no globbing)."""
+    if data_files is None:
+        return {}
+    theirs = _files_by_split(data_files)
+    ours = {mine: theirs[src] for mine, src in (split_map or {}).items() if src in theirs}
+    for name, files in theirs.items():
+        if name not in (split_map or {}).values():
+            ours.setdefault(_normalise_split_name(name), files)
+    return ours
+
+
+def _load_builder(
+    path: str,
+    name: str | None,
+    data_files: DataFiles | None,
+    cache_dir: str | None,
+    load_kwargs: dict[str, Any],
+) -> datasets.DatasetDict:
+    """``datasets.load_dataset`` with its errors turned into what to fix."""
+    if path == "text":
+        # the text builder keeps a byte-order mark as the first character of the first line
+        load_kwargs.setdefault("encoding", "utf-8-sig")
+    try:
+        loaded = datasets.load_dataset(path, name, data_files=data_files, cache_dir=cache_dir, **load_kwargs)
+    except datasets.exceptions.DatasetGenerationError as err:
+        files = _files_by_split(data_files) if data_files is not None else {}
+        raise explain_load_failure(err, path, files, load_kwargs, cache_dir) from err
+    except ValueError as err:
+        if "corresponds to no data" not in str(err):
+            raise
+        # datasets' own wording ("Instruction 'x' corresponds to no data!") does not say what to fix
+        raise DataValidationError(
+            f"a split of {path!r} is empty ({err}); check data_files and the split mapping"
+        ) from err
+    if not isinstance(loaded, datasets.DatasetDict):
+        raise TypeError(f"expected a DatasetDict from load_dataset({path!r}), got {type(loaded).__name__}")
+    return loaded
+
+
+def carve_split(
+    splits: Mapping[str, datasets.Dataset],
+    validation_fraction: float,
+    seed: int = 0,
+    shuffle: bool = True,
+) -> datasets.DatasetDict:
+    """Add a ``validation`` split carved from train when there is none (seeded, or its last rows in order).
+
+    Raises:
+        ZooConfigError: ``validation_fraction`` outside (0, 1).
+    """
+    out = dict(splits)
+    if "validation" in out:
+        return datasets.DatasetDict(out)
+    if not 0.0 < validation_fraction < 1.0:
+        raise ZooConfigError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    train = out["train"]
+    if shuffle:
+        parts = train.train_test_split(test_size=validation_fraction, seed=seed, shuffle=True)
+        out["train"], out["validation"] = parts["train"], parts["test"]
+    else:
+        n_val = max(1, round(len(train) * validation_fraction))
+        out["validation"] = train.select(range(len(train) - n_val, len(train)))
+        out["train"] = train.select(range(len(train) - n_val))
+    result = datasets.DatasetDict(out)
+    check_rows_left(result, source="the dataset after carving validation from train")
+    return result
 
 
 def load_splits(
@@ -147,39 +236,28 @@ def load_splits(
         **load_kwargs: passed to ``datasets.load_dataset`` (e.g. ``delimiter="\\t"``).
 
     Raises:
-        ValueError: no train split, an unknown split in ``split_map``, or an empty split.
+        DataValidationError: a file that cannot be read (empty, not UTF-8, a header without rows, splits
+            whose columns hold different types), with the split and the cause; or an empty split.
+        ZooConfigError: no train split, or an unknown split in ``split_map``.
     """
     if path == "conllu":
         if data_files is None:
-            raise ValueError("path='conllu' needs data_files (a file, a list, or a dict of split -> files)")
-        if isinstance(data_files, Mapping):
-            raw = datasets.DatasetDict(
-                {split: read_conllu(files, cache_dir=cache_dir) for split, files in data_files.items()}
+            raise ZooConfigError(
+                "path='conllu' needs data_files (a file, a list, or a dict of split -> files)"
             )
-        else:
-            raw = datasets.DatasetDict({"train": read_conllu(data_files, cache_dir=cache_dir)})
+        raw = datasets.DatasetDict()
+        for split, files in _files_by_split(data_files).items():
+            try:
+                raw[split] = read_conllu(files, cache_dir=cache_dir)
+            except DataValidationError as err:
+                raise type(err)(f"split {split!r}: {err}") from err
     else:
-        try:
-            loaded = datasets.load_dataset(
-                path, name, data_files=data_files, cache_dir=cache_dir, **load_kwargs
-            )
-        except ValueError as err:
-            if "corresponds to no data" not in str(err):
-                raise
-            # datasets' own wording ("Instruction 'x' corresponds to no data!") does not say what to fix
-            raise ValueError(
-                f"a split of {path!r} is empty ({err}); check data_files and the split mapping"
-            ) from err
-        if not isinstance(loaded, datasets.DatasetDict):
-            raise TypeError(
-                f"expected a DatasetDict from load_dataset({path!r}), got {type(loaded).__name__}"
-            )
-        raw = loaded
+        raw = _load_builder(path, name, data_files, cache_dir, dict(load_kwargs))
 
     if split_map:
         unknown = [src for src in split_map.values() if src not in raw]
         if unknown:
-            raise ValueError(f"split_map names splits {unknown} that {path!r} lacks; it has {list(raw)}")
+            raise ZooConfigError(f"split_map names splits {unknown} that {path!r} lacks; it has {list(raw)}")
         splits = {ours: raw[theirs] for ours, theirs in split_map.items()}
         for theirs in raw:
             ours = _normalise_split_name(theirs)
@@ -189,42 +267,30 @@ def load_splits(
         splits = {_normalise_split_name(s): raw[s] for s in raw}
 
     if "train" not in splits:
-        raise ValueError(
+        raise ZooConfigError(
             f"{path!r} has no train split; it has {list(raw)}. Map one with split_map={{'train': ...}}"
         )
-    if "validation" not in splits and carve_validation:
-        if not 0.0 < validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-        train = splits["train"]
-        if shuffle_carve:
-            parts = train.train_test_split(test_size=validation_fraction, seed=seed, shuffle=True)
-            splits["train"], splits["validation"] = parts["train"], parts["test"]
-        else:
-            n_val = max(1, round(len(train) * validation_fraction))
-            splits["validation"] = train.select(range(len(train) - n_val, len(train)))
-            splits["train"] = train.select(range(len(train) - n_val))
-    result = datasets.DatasetDict({k: v for k, v in splits.items()})
-    check_not_empty(result, source=path)
-    return result
+    check_rows_left(datasets.DatasetDict(splits), source=path)
+    if carve_validation:
+        return carve_split(splits, validation_fraction, seed=seed, shuffle=shuffle_carve)
+    return datasets.DatasetDict(splits)
 
 
 def check_not_empty(splits: datasets.DatasetDict, source: str = "the dataset") -> None:
-    """Raise ``ValueError`` naming any split with no rows."""
-    empty = [name for name, ds in splits.items() if len(ds) == 0]
-    if empty:
-        raise ValueError(f"split(s) {empty} of {source} are empty; check data_files and the split mapping")
+    """Raise ``DataValidationError`` naming any split with no rows."""
+    check_rows_left(splits, source)
 
 
 def check_columns(
     ds: datasets.Dataset | datasets.DatasetDict, columns: Sequence[str], what: str = ""
 ) -> None:
-    """Raise ``KeyError``-like ``ValueError`` when a column is missing, listing the columns there are."""
+    """Raise ``DataValidationError`` when a column is missing, listing the columns there are."""
     parts = ds.items() if isinstance(ds, datasets.DatasetDict) else [("data", ds)]
     for split, d in parts:
         missing = [c for c in columns if c not in d.column_names]
         if missing:
             hint = f" for {what}" if what else ""
-            raise ValueError(
+            raise DataValidationError(
                 f"column(s) {missing}{hint} not in split {split!r}; the columns there are {d.column_names}"
             )
 

@@ -10,18 +10,32 @@ import pyarrow.compute as pc
 from torch.utils.data import DataLoader
 
 from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_options
-from zoo.data.encoding import EncodeWords, datasets_cache, find_pad_id, tokenizer_for
-from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
+from zoo.data.encoding import DEFAULT_MAX_LENGTH, EncodeWords, datasets_cache, find_pad_id, tokenizer_for
+from zoo.data.sources import DataFiles, carve_split, check_columns, check_not_empty, load_splits
 from zoo.data.splits import SplitDataModule
-from zoo.data.text import _SPLIT_OF_STAGE, padded_loader
+from zoo.data.text import _SPLIT_OF_STAGE, checked_encoding, padded_loader
 from zoo.data.tokenizers import UNK, TokenizerKind, id_space_size
+from zoo.data.validation import (
+    EmptyPolicy,
+    RowLocator,
+    check_empty_policy,
+    check_max_length,
+    check_word_rows,
+)
+from zoo.errors import DataValidationError
 
 
-def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[str] | None) -> list[str]:
+def resolve_tags(
+    splits: datasets.DatasetDict,
+    column: str,
+    declared: Sequence[str] | None,
+    locator: RowLocator | None = None,
+) -> list[str]:
     """Tag names in id order: ``declared``, else the sorted tags seen in train.
 
     Raises:
-        ValueError: a tag (in any split) outside that set, naming the split.
+        DataValidationError: a tag (in any split) outside that set, naming the split, the first rows that
+            hold one (located by ``locator``) and the column.
     """
     seen: dict[str, set[str]] = {}
     for split, ds in splits.items():
@@ -31,9 +45,11 @@ def resolve_tags(splits: datasets.DatasetDict, column: str, declared: Sequence[s
     for split, tags in seen.items():
         bad = sorted(tags - set(names))
         if bad:
-            raise ValueError(
-                f"tags {bad[:10]} in split {split!r} are outside the tag set {names}; declare them in "
-                "`tag_set`"
+            rows = [i for i, row in enumerate(splits[split][column]) if set(map(str, row)) - set(names)]
+            where = (locator or RowLocator()).where(split, rows)
+            raise DataValidationError(
+                f"tags {bad[:10]} in split {split!r} are outside the tag set {names} ({where}, column "
+                f"{column!r}); declare them in `tag_set`"
             )
     return names
 
@@ -61,7 +77,10 @@ class TokenTaggingData(SplitDataModule):
         lowercase: lowercase words before looking them up.
         min_frequency: rarer words map to ``<unk>``.
         max_vocab_size: cap on the trained vocabulary (special tokens included).
-        max_length: truncate sentences to this many words.
+        max_length: keep at most this many words of a sentence (``None``: no bound); one line per split
+            logs how many sentences were cut.
+        empty_texts: ``error`` (default) stops on a row with no words, naming it; ``drop`` drops such rows
+            and logs how many.
         batch_size: sentences per batch (per process).
         bucket: batch similar lengths together.
         num_workers: ``DataLoader`` workers.
@@ -90,7 +109,8 @@ class TokenTaggingData(SplitDataModule):
         lowercase: bool = False,
         min_frequency: int = 1,
         max_vocab_size: int | None = None,
-        max_length: int | None = None,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
+        empty_texts: EmptyPolicy = "error",
         batch_size: int = 32,
         bucket: bool = True,
         num_workers: int = 0,
@@ -101,17 +121,27 @@ class TokenTaggingData(SplitDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_max_length(max_length)
+        check_empty_policy(empty_texts)
         splits = load_splits(
             path,
             data_files,
             name,
             split_map=split_map,
-            validation_fraction=validation_fraction,
-            seed=seed,
+            carve_validation=False,
             cache_dir=datasets_cache(cache_dir),
             **(load_kwargs or {}),
         )
         tags_column = tags_column or ("upos" if path == "conllu" else "tags")
+        # rows are checked before validation is carved, while they still match the lines of the files
+        check_columns(splits, [tokens_column, tags_column], what="token tagging")
+        locator = RowLocator.for_source(path, data_files, split_map, load_kwargs)
+        splits = check_word_rows(splits, tokens_column, tags_column, locator, empty_texts)
+        if not isinstance(
+            getattr(splits["train"].features[tags_column], "feature", None), datasets.ClassLabel
+        ):
+            tag_set = resolve_tags(splits, tags_column, tag_set, locator)
+        splits = carve_split(splits, validation_fraction, seed=seed)
         self._init_from_splits(
             splits,
             tokens_column=tokens_column,
@@ -124,6 +154,7 @@ class TokenTaggingData(SplitDataModule):
             min_frequency=min_frequency,
             max_vocab_size=max_vocab_size,
             max_length=max_length,
+            empty_texts=empty_texts,
             batch_size=batch_size,
             bucket=bucket,
             num_workers=num_workers,
@@ -147,6 +178,7 @@ class TokenTaggingData(SplitDataModule):
         max_vocab_size: int | None,
         max_length: int | None,
         batch_size: int,
+        empty_texts: EmptyPolicy = "error",
         bucket: bool,
         num_workers: int,
         pin_memory: bool | None,
@@ -197,6 +229,8 @@ class TokenTaggingData(SplitDataModule):
         self._loader_options = loader_options(num_workers, pin_memory)
         self.encoded: dict[str, datasets.Dataset] = {}
         self.packed: dict[str, PackedSequences] = {}
+        self.truncated: dict[str, int] = {}
+        self.empty_texts = empty_texts
 
     def encode_function(self) -> EncodeWords:
         """The (picklable) batched map function: words -> ids, tags -> tag ids."""
@@ -211,13 +245,14 @@ class TokenTaggingData(SplitDataModule):
 
     def _encode(self, split: str) -> datasets.Dataset:
         ds = self.raw_splits[split]
-        return ds.map(
+        encoded = ds.map(
             self.encode_function(),
             batched=True,
             batch_size=1000,
             remove_columns=ds.column_names,
             desc=f"encoding {split}",
         )
+        return checked_encoding(self, split, encoded, self.tokens_column, "sentences")
 
     def prepare_data(self) -> None:
         for split in self.raw_splits:

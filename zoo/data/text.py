@@ -20,18 +20,43 @@ from zoo.data.batching import (
     PadCollate,
     StreamBatches,
     WindowCollate,
+    _world,
     loader_options,
 )
-from zoo.data.encoding import EncodeText, datasets_cache, find_pad_id, flat_ids, tokenizer_for
-from zoo.data.sources import DataFiles, check_columns, check_not_empty, load_splits
+from zoo.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    EncodeText,
+    datasets_cache,
+    find_pad_id,
+    flat_ids,
+    tokenizer_for,
+)
+from zoo.data.sources import DataFiles, carve_split, check_columns, check_not_empty, load_splits
 from zoo.data.splits import SplitDataModule
 from zoo.data.tokenizers import EOS, TokenizerKind, id_space_size, require_tokens
+from zoo.data.validation import (
+    EmptyPolicy,
+    RowLocator,
+    check_class_labels,
+    check_empty_policy,
+    check_encoded,
+    check_max_length,
+    check_stream,
+    check_texts,
+    count_truncated,
+    log_dropped,
+    log_truncation,
+)
+from zoo.errors import DataValidationError, ZooConfigError
 
 _SPLIT_OF_STAGE = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
 
 
 def resolve_labels(
-    splits: datasets.DatasetDict, column: str, declared: Sequence[str] | None
+    splits: datasets.DatasetDict,
+    column: str,
+    declared: Sequence[str] | None,
+    locator: RowLocator | None = None,
 ) -> tuple[list[str], dict[str, int] | None]:
     """Label names and the name -> id map (``None`` when labels are already ids) for a label column.
 
@@ -40,7 +65,8 @@ def resolve_labels(
     names seen in train, or ``"0".."K-1"`` for ids.
 
     Raises:
-        ValueError: a label outside the declared (or training) set, naming the split and the values.
+        DataValidationError: a label outside the declared (or training) set, naming the split, the first
+            rows that hold one (located by ``locator``), the column and the values.
     """
     feature = splits["train"].features[column]
     if declared is None and isinstance(feature, datasets.ClassLabel):
@@ -50,7 +76,7 @@ def resolve_labels(
     if declared is not None:
         names = [str(n) for n in declared]
         if len(set(names)) != len(names):
-            raise ValueError(f"duplicate names in the declared labels {names}")
+            raise ZooConfigError(f"duplicate names in the declared labels {names}")
     elif string_labels:
         names = sorted(str(v) for v in values["train"])
     else:
@@ -61,9 +87,12 @@ def resolve_labels(
         else:
             bad = sorted(v for v in vals if not 0 <= int(v) < len(names))
         if bad:
-            raise ValueError(
-                f"labels {bad[:10]} in split {split!r} are outside the label set {names}; declare all labels "
-                "with `label_set`, or fix the data (unlabelled test rows often carry -1)"
+            rows = [i for i, v in enumerate(splits[split][column]) if (str(v) if string_labels else v) in bad]
+            where = (locator or RowLocator()).where(split, rows)
+            raise DataValidationError(
+                f"labels {bad[:10]} in split {split!r} are outside the label set {names} ({where}, column "
+                f"{column!r}); declare all labels with `label_set`, or fix the data (unlabelled test rows "
+                "often carry -1)"
             )
     return names, ({n: i for i, n in enumerate(names)} if string_labels else None)
 
@@ -86,7 +115,10 @@ class TextClassificationData(SplitDataModule):
         lowercase: lowercase text before tokenising (trained tokenizers only).
         min_frequency: rarer words map to ``<unk>``.
         max_vocab_size: cap on the trained vocabulary (special tokens included).
-        max_length: truncate texts to this many tokens.
+        max_length: keep at most this many tokens of a text (``None``: no bound); one line per split logs
+            how many texts were cut.
+        empty_texts: ``error`` (default) stops on a text that is empty or only whitespace, or has no tokens,
+            naming its rows; ``drop`` drops such rows and logs how many.
         batch_size: examples per batch (per process).
         bucket: batch similar lengths together (less padding).
         num_workers: ``DataLoader`` workers (0: load in the training process).
@@ -116,7 +148,8 @@ class TextClassificationData(SplitDataModule):
         lowercase: bool = False,
         min_frequency: int = 1,
         max_vocab_size: int | None = None,
-        max_length: int | None = None,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
+        empty_texts: EmptyPolicy = "error",
         batch_size: int = 32,
         bucket: bool = True,
         num_workers: int = 0,
@@ -127,21 +160,30 @@ class TextClassificationData(SplitDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_max_length(max_length)
+        check_empty_policy(empty_texts)
         splits = load_splits(
             path,
             data_files,
             name,
             split_map=split_map,
-            validation_fraction=validation_fraction,
-            seed=seed,
+            carve_validation=False,
             cache_dir=datasets_cache(cache_dir),
             **(load_kwargs or {}),
         )
+        # rows are checked before validation is carved, while they still match the lines of the files
+        locator = RowLocator.for_source(path, data_files, split_map, load_kwargs)
+        check_columns(splits, [text_column, label_column], what="text classification")
+        splits = check_class_labels(splits, label_column, locator)
+        splits = check_texts(splits, text_column, locator, empty_texts)
+        label_names, _ = resolve_labels(splits, label_column, label_set, locator)
+        splits = carve_split(splits, validation_fraction, seed=seed)
         self._init_from_splits(
             splits,
             text_column=text_column,
             label_column=label_column,
-            label_set=label_set,
+            label_set=label_names,
+            empty_texts=empty_texts,
             tokenizer_type=tokenizer_type,
             tokenizer_file=tokenizer_file,
             pretrained_tokenizer=pretrained_tokenizer,
@@ -178,6 +220,7 @@ class TextClassificationData(SplitDataModule):
         seed: int,
         cache_dir: str | None,
         data_key: str | None = None,
+        empty_texts: EmptyPolicy = "error",
     ) -> None:
         check_columns(splits, [text_column, label_column], what="text classification")
         check_not_empty(splits)
@@ -201,9 +244,11 @@ class TextClassificationData(SplitDataModule):
         self.pad_id = find_pad_id(self.tokenizer)
         self.text_column, self.label_column, self.max_length = text_column, label_column, max_length
         self.batch_size, self.bucket, self.seed = batch_size, bucket, seed
+        self.empty_texts = empty_texts
         self._loader_options = loader_options(num_workers, pin_memory)
         self.encoded: dict[str, datasets.Dataset] = {}
         self.packed: dict[str, PackedSequences] = {}
+        self.truncated: dict[str, int] = {}
 
     def encode_function(self) -> EncodeText:
         """The (picklable) batched map function that tokenises text and converts labels."""
@@ -217,13 +262,14 @@ class TextClassificationData(SplitDataModule):
 
     def _encode(self, split: str) -> datasets.Dataset:
         ds = self.raw_splits[split]
-        return ds.map(
+        encoded = ds.map(
             self.encode_function(),
             batched=True,
             batch_size=2000,
             remove_columns=ds.column_names,
             desc=f"tokenising {split}",
         )
+        return checked_encoding(self, split, encoded, self.text_column, "texts")
 
     def prepare_data(self) -> None:
         for split in self.raw_splits:
@@ -248,6 +294,23 @@ class TextClassificationData(SplitDataModule):
         return padded_loader(
             ds, collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
         )
+
+
+def checked_encoding(
+    module: Any, split: str, encoded: datasets.Dataset, column: str, unit: str
+) -> datasets.Dataset:
+    """An encoded split after the checks every padded module runs: no empty sequence, truncation logged.
+
+    ``module`` has ``raw_splits``, ``empty_texts``, ``max_length`` and a ``truncated`` dict that records
+    each split's count; the counts are logged once per split, when first made.
+    """
+    encoded, dropped = check_encoded(encoded, module.raw_splits[split], split, column, module.empty_texts)
+    if split not in module.truncated:
+        module.truncated[split] = count_truncated(encoded)
+        if dropped:
+            log_dropped(split, dropped, dropped + len(encoded), "with no tokens")
+        log_truncation(split, module.truncated[split], len(encoded), module.max_length, unit)
+    return encoded
 
 
 def padded_loader(
@@ -380,15 +443,21 @@ class LanguageModelingData(SplitDataModule):
             desc=f"tokenising {split}",
         )
 
+    def _stream(self, split: str) -> Any:
+        stream = flat_ids(self._encode(split))
+        world, _ = _world(None, None)
+        check_stream(split, stream.numel(), self.batch_size * world)
+        return stream
+
     def prepare_data(self) -> None:
         for split in self.raw_splits:
-            self._encode(split)
+            self._stream(split)  # checked here too: before the logger opens a run
 
     def setup(self, stage: str | None = None) -> None:
         wanted = _SPLIT_OF_STAGE.get(stage or "", tuple(self.raw_splits))
         for split in wanted:
             if split in self.raw_splits and split not in self.streams:
-                self.streams[split] = flat_ids(self._encode(split))
+                self.streams[split] = self._stream(split)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.raw_splits:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 from filelock import FileLock
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from zoo.errors import DataValidationError
 
 TokenizerKind = Literal["word", "bpe", "char"]
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -96,10 +98,31 @@ def train_tokenizer(
             special_tokens=specials,
             show_progress=False,
         )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(unicode_texts(texts), trainer=trainer)
     if tok.token_to_id(PAD) != 0:
         raise RuntimeError("tokenizer training did not put <pad> at id 0")
     return plain(tok)
+
+
+def unicode_texts(texts: Iterable[str]) -> Iterator[str]:
+    """Yield ``texts``, refusing one that holds a lone surrogate (it is not text and cannot be encoded).
+
+    Files cannot hold one once decoded, but Python strings can (``errors="surrogateescape"`` decoding,
+    ``"\\ud800"`` literals); the tokenizer library would fail on it without saying which text it was.
+
+    Raises:
+        DataValidationError: naming the text (1-based) and the character position.
+    """
+    for number, text in enumerate(texts, start=1):
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise DataValidationError(
+                    f"text {number} holds a lone surrogate {text[err.start]!r} at character {err.start + 1}, "
+                    "which is not Unicode text; decode the source with errors='replace' or remove it"
+                ) from None
+        yield text
 
 
 def id_space_size(tok: Tokenizer) -> int:
