@@ -33,9 +33,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from zoo.data.encoding import DEFAULT_MAX_LENGTH
+
 KINDS = ("classification", "tagging", "language_model", "forecasting")
 TEXT_KINDS = ("classification", "tagging", "language_model")
-DEFAULT_MAX_LENGTH = 512
 BATCH_SIZE = 64
 GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "temperature": 1.0, "top_k": None, "seed": 0}
 
