@@ -222,12 +222,52 @@ class ZooCheckpoint(ModelCheckpoint):
             state["dirpath"] = self.dirpath  # the same folder, written differently: keep the best score
         super().load_state_dict(state)
 
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["metric_states"] = metric_states(pl_module)
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        set_metric_states(pl_module, checkpoint.get("metric_states", {}))
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after the checkpoint is loaded and before the first data is drawn: the resumed run continues
         # the random streams where the checkpoint left them (seed_everything re-seeded them at start-up)
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+
+
+def metric_states(module: Any) -> dict[str, dict[str, Any]]:
+    """The accumulated state of every torchmetrics ``Metric`` in ``module``, by module name.
+
+    Torchmetrics keeps it out of the module's ``state_dict``; without it, a metric accumulated over an
+    epoch (``train_acc`` logged ``on_epoch``) would, after a mid-epoch resume, cover only the batches
+    trained since.
+    """
+    from torchmetrics import Metric
+
+    found = {}
+    for name, metric in module.named_modules():
+        if isinstance(metric, Metric):
+            state = {k: getattr(metric, k) for k in metric._defaults}
+            found[name] = {"state": state, "updates": int(metric._update_count)}
+    return found
+
+
+def set_metric_states(module: Any, states: dict[str, dict[str, Any]]) -> None:
+    """Restore what :func:`metric_states` returned (metrics it does not name are left alone)."""
+    from torchmetrics import Metric
+
+    for name, metric in module.named_modules():
+        saved = states.get(name)
+        if isinstance(metric, Metric) and saved is not None:
+            for key, value in saved["state"].items():
+                setattr(metric, key, value)
+            metric._update_count = saved["updates"]
+            metric._computed = None
 
 
 def rng_states() -> dict[str, Any]:
