@@ -479,6 +479,9 @@ class ResumableDataLoader(DataLoader):
         return _Counting(self, inner, skip)
 
 
+_END = object()
+
+
 class _PassOrder:
     """The index sampler of one pass of a :class:`ResumableDataLoader`: records, or replays, its order."""
 
@@ -496,12 +499,12 @@ class _PassOrder:
                 if loader._pass_rng is not None:
                     torch.set_rng_state(loader._pass_rng)
                 order = iter(self.sampler)
-                first = next(order, None)
+                first = next(order, _END)
         else:
             loader._pass_rng = torch.get_rng_state()
             order = iter(self.sampler)
-            first = next(order, None)
-        if first is None:
+            first = next(order, _END)
+        if first is _END:
             return
         if skip:
             for _ in range(skip - 1):
