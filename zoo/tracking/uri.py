@@ -78,9 +78,10 @@ def ensure_store(uri: str) -> None:
 
     Several processes opening a fresh store at once can corrupt it. The store is built under a temporary
     name and renamed into place, so other ranks (see :func:`wait_for_store`) only ever see a finished one,
-    and under a file lock beside it (``.mlflow.db.lock``), so that of two runs started together in an
-    empty folder one builds the store and the other waits for it (each building and renaming its own left
-    the first one writing to a replaced file: "attempt to write a readonly database").
+    and under a file lock beside it (``.mlflow.db.lock``, removed afterwards), so that of two runs started
+    together in an empty folder one builds the store and the other waits for it (each building and
+    renaming its own left the first one writing to a replaced file: "attempt to write a readonly
+    database").
     """
     path = sqlite_path(uri)
     if path is None or path.exists():
@@ -89,12 +90,15 @@ def ensure_store(uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.with_name(f".{path.name}.lock")), timeout=STORE_WAIT_S):
+    lock = path.with_name(f".{path.name}.lock")
+    with FileLock(str(lock), timeout=STORE_WAIT_S):
         if path.exists():  # built by another process while this one waited for the lock
             return
         building = path.with_name(f".{path.name}.{os.getpid()}.creating")
         MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
         os.replace(building, path)
+    # Safe to remove once the store exists: a process that takes a new lock finds the store and returns.
+    lock.unlink(missing_ok=True)
 
 
 def wait_for_store(uri: str, timeout: float | None = None) -> None:
