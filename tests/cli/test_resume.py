@@ -102,16 +102,17 @@ def test_fit_killed_mid_epoch_resumes_to_the_same_weights_run_and_folder(tmp_pat
     reference.mkdir(), crashed.mkdir()
     every = ("--checkpoint.last_every_n_train_steps", "7")  # 7 does not divide the 40 steps of an epoch
 
-    done = run_zoo("fit", *TINY, *every, cwd=reference)
-    assert done.returncode == 0, done.output
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zoo", "fit", *TINY, *every],
-        cwd=crashed,
-        env=zoo_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    # the uninterrupted run and the one to be killed run side by side (separate folders and stores)
+    uninterrupted, proc = (
+        subprocess.Popen(
+            [sys.executable, "-m", "zoo", "fit", *TINY, *every],
+            cwd=cwd,
+            env=zoo_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cwd in (reference, crashed)
     )
     last = crashed / "runs" / "checkpoints" / "version_0" / "last.ckpt"
     deadline = time.monotonic() + 120
@@ -126,6 +127,8 @@ def test_fit_killed_mid_epoch_resumes_to_the_same_weights_run_and_folder(tmp_pat
 
     resumed = run_zoo("fit", *TINY, *every, "--ckpt_path", "last", cwd=crashed)
     assert resumed.returncode == 0, resumed.output
+    _, err = uninterrupted.communicate(timeout=240)
+    assert uninterrupted.returncode == 0, err[-3000:]
 
     # the same folder and the same MLflow run, now FINISHED
     assert ckpt_dirs(crashed) == [last.parent]
