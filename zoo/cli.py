@@ -230,7 +230,9 @@ class ZooCheckpoint(ModelCheckpoint):
     def on_load_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        set_metric_states(pl_module, checkpoint.get("metric_states", {}))
+        # Only rank 0's states are saved: loaded on every rank, a DDP sync would count them once per rank
+        if trainer.world_size == 1:
+            set_metric_states(pl_module, checkpoint.get("metric_states", {}))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after the checkpoint is loaded and before the first data is drawn: the resumed run continues

@@ -233,7 +233,7 @@ class BucketBatchSampler(BatchSampler):
         super().__init__(sampler, batch_size, drop_last)  # type: ignore[arg-type]
         if pool_factor < 1:
             raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
-        if isinstance(sampler, RandomSampler) and _is_full_permutation(sampler):
+        if shuffle is not False and isinstance(sampler, RandomSampler) and _is_full_permutation(sampler):
             # Lightning calls `set_epoch` on this inner sampler with the trainer's epoch, after a resume too
             sampler = EpochSampler(sampler.data_source)
             self.sampler = sampler
@@ -436,7 +436,8 @@ class ResumableDataLoader(DataLoader):
     from that state and the delivered batches are skipped: by index for a map-style dataset (nothing is
     loaded for them), by reading past them for an iterable one. Neither touches the global RNG, which the
     trainer restores to its state at the checkpoint. A checkpoint at the end of a pass resumes with the
-    next pass. Use it as a drop-in ``DataLoader`` for training data.
+    next pass. Use it as a drop-in ``DataLoader`` for training data whose length is known (Lightning
+    fetches one batch ahead from a loader without a length, so its count would be one ahead).
     """
 
     _delivered = 0
