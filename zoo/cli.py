@@ -747,8 +747,11 @@ def resolve_checkpoint_alias(config: Any) -> None:
 
 
 def check_checkpoint_exists(ckpt_path: Any) -> None:
-    """An explicit ``--ckpt_path`` must name a file (remote URLs are left to Lightning)."""
+    """An explicit ``--ckpt_path`` must name a file (remote URLs and Lightning's ``hpc`` and ``registry``
+    lookups are left to Lightning)."""
     if not isinstance(ckpt_path, str | os.PathLike) or "://" in str(ckpt_path):
+        return
+    if str(ckpt_path) == "hpc" or str(ckpt_path).startswith("registry"):
         return
     if not Path(ckpt_path).is_file():
         raise ZooConfigError(
