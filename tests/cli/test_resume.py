@@ -7,12 +7,15 @@ with a tiny GRU, on CPU in deterministic mode, tracked into a real SQLite MLflow
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import pytest
 import torch
 from cli_support import REPO, run_zoo, zoo_env
@@ -164,3 +167,59 @@ def test_fit_ckpt_path_to_a_missing_file_is_a_config_error(zoo_main) -> None:
     result = zoo_main("fit", *TINY, "--ckpt_path", "nowhere/last.ckpt")
     assert result.returncode == 2
     assert "nowhere/last.ckpt: no such checkpoint file" in result.stderr
+
+
+class CopyLast(L.Callback):
+    """Keeps a copy of last.ckpt as it was after optimizer step ``step``."""
+
+    def __init__(self, step: int, to: Path) -> None:
+        self.step, self.to = step, to
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        # checkpoint callbacks run last: at step + 1 the file still holds step
+        if trainer.global_step == self.step + 1:
+            shutil.copy(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt", self.to)  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_lm_on_the_ordered_stream_resumed_mid_epoch_carries_its_state_exactly(tmp_path: Path) -> None:
+    # the stream position and the recurrent state carried between windows are both in the checkpoint
+    from zoo.cli import ZooCheckpoint
+    from zoo.data import LanguageModelingData
+    from zoo.encoder import EncoderConfig
+    from zoo.tasks import LanguageModel
+
+    words = torch.randint(0, 30, (2000,), generator=torch.Generator().manual_seed(0)).tolist()
+    for split, n in (("train", 1600), ("valid", 400)):
+        lines = [" ".join(f"w{w}" for w in words[i : i + 20]) for i in range(0, n, 20)]
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+    def fit(folder: Path, ckpt_path: Path | None = None, extra: tuple = ()) -> dict[str, torch.Tensor]:
+        L.seed_everything(0)
+        data = LanguageModelingData(
+            data_files={"train": str(tmp_path / "train.txt"), "validation": str(tmp_path / "valid.txt")},
+            seq_len=5, batch_size=4, cache_dir=str(tmp_path / "cache"),
+        )  # fmt: skip
+        model = LanguageModel(
+            encoder=EncoderConfig(cell="gru", hidden_size=8), vocab_size=data.vocab_size, embedding_dim=8,
+            dropout=0.3,
+        )  # fmt: skip
+        checkpoints = ZooCheckpoint(dirpath=str(folder), last_every_n_train_steps=1)
+        trainer = L.Trainer(
+            max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+            deterministic=True, num_sanity_val_steps=0, callbacks=[checkpoints, *extra],
+        )  # fmt: skip
+        trainer.fit(model, data, ckpt_path=ckpt_path)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    snapshot = tmp_path / "step_30.ckpt"
+    want = fit(tmp_path / "uninterrupted", extra=(CopyLast(30, snapshot),))
+    saved = torch.load(snapshot, weights_only=True)
+    steps_per_epoch = 1600 // 4 // 5
+    assert saved["global_step"] == 30 < steps_per_epoch and "carried_train_state" in saved
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copy(snapshot, resumed_dir / "last.ckpt")
+    got = fit(resumed_dir, ckpt_path=resumed_dir / "last.ckpt")
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
