@@ -83,15 +83,26 @@ def main_metric(model_class: type) -> tuple[str, str]:
 
 
 class ZooCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that keeps the best and the last checkpoint in an explicit directory.
+    """``ModelCheckpoint`` that keeps the best checkpoint and a ``last.ckpt`` that is truly the last.
 
     Defaults differ from Lightning's: ``save_last=True`` and ``save_top_k=1``; ``monitor=None`` means the
     model's main validation metric (:func:`main_metric`), resolved when training starts; ``dirpath=None``
     means ``<log_dir>/checkpoints`` for a logger that writes to a local directory (CSV, TensorBoard), else
-    ``<default_root_dir>/checkpoints/version_N`` (the next free N, chosen on rank 0). The directory never
-    depends on a logger's experiment or run id, which would scatter checkpoints over the working directory.
-    When fitting with an MLflow logger, rank 0 writes :data:`RUN_FILE` there (run id, tracking URI), which
-    links the checkpoints to their run.
+    ``<default_root_dir>/checkpoints/version_N`` (the next free N, reserved by creating the folder, so two
+    runs started together never share one). The directory never depends on a logger's experiment or run
+    id, which would scatter checkpoints over the working directory. When fitting with an MLflow logger,
+    rank 0 writes :data:`RUN_FILE` there (run id, tracking URI), which links the checkpoints to their run.
+
+    ``last.ckpt`` is written at the end of every epoch (Lightning writes it only when it also saves a
+    top-k checkpoint) and every ``last_every_n_train_steps`` optimizer steps, so a crash loses at most that
+    many steps. Every file is written atomically: to a temporary file in the same folder, flushed to disk,
+    then renamed over the old one, so a kill never leaves a truncated checkpoint. The checkpoint also holds
+    the global RNG states (torch, numpy, Python), restored when training resumes from it.
+
+    Args:
+        last_every_n_train_steps: write ``last.ckpt`` every this many optimizer steps (0: at epoch ends
+            only).
+        **kwargs: as for Lightning's ``ModelCheckpoint``.
     """
 
     def __init__(
@@ -102,8 +113,14 @@ class ZooCheckpoint(ModelCheckpoint):
         mode: str | None = None,
         save_last: bool = True,
         save_top_k: int = 1,
+        last_every_n_train_steps: int = 200,
         **kwargs: Any,
     ) -> None:
+        if last_every_n_train_steps < 0:
+            raise ZooConfigError(
+                f"checkpoint.last_every_n_train_steps must be >= 0, got {last_every_n_train_steps}; "
+                "0 writes last.ckpt at epoch ends only."
+            )
         self._auto_monitor = monitor is None
         super().__init__(
             dirpath=dirpath,
@@ -115,6 +132,9 @@ class ZooCheckpoint(ModelCheckpoint):
             **kwargs,
         )
         self._mode_given = mode is not None
+        self.last_every_n_train_steps = last_every_n_train_steps
+        self._last_written_step: int | None = None
+        self._rng_to_restore: dict[str, Any] | None = None
 
     def _use_monitor(self, monitor: str, mode: str) -> None:
         import torch
@@ -136,6 +156,191 @@ class ZooCheckpoint(ModelCheckpoint):
             record = {"run_id": logger.run_id, "tracking_uri": str(logger._tracking_uri)}
             (Path(self.dirpath) / RUN_FILE).write_text(json.dumps(record) + "\n")
 
+    # -- when last.ckpt is written ---------------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        every = self.last_every_n_train_steps
+        if not self.save_last or every < 1 or trainer.global_step % every or trainer.global_step == 0:
+            return
+        if (
+            getattr(trainer, "fast_dev_run", False)
+            or trainer.sanity_checking
+            or self._last_written_step == trainer.global_step
+        ):
+            return
+        # a step checkpoint must not count as this step's save, or the epoch-end top-k check would skip
+        saved = self._last_global_step_saved
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._last_global_step_saved = saved
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        here = not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(
+            trainer
+        )
+        self._save_last_after(super().on_train_epoch_end, here, trainer, pl_module)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        here = not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(
+            trainer
+        )
+        self._save_last_after(super().on_validation_end, here, trainer, pl_module)
+
+    def _save_last_after(
+        self, hook: Callable[[Trainer, LightningModule], None], here: bool, trainer: Trainer, pl: Any
+    ) -> None:
+        """Run Lightning's epoch-end hook, then write last.ckpt unless it did (only with a top-k save)."""
+        self._last_written_step = None  # a step checkpoint at this step lacks the epoch's end
+        hook(trainer, pl)
+        if here and self.save_last and self._last_written_step != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
+        self._last_written_step = trainer.global_step
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+
+    # -- how a file is written -------------------------------------------------------------------------
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        from weakref import proxy
+
+        atomic_save_checkpoint(trainer, filepath, self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+    # -- what a checkpoint holds -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rng": rng_states()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self._rng_to_restore = state.pop("rng", None)
+        saved_dir = state.get("dirpath")
+        if saved_dir and self.dirpath and os.path.realpath(saved_dir) == os.path.realpath(self.dirpath):
+            state["dirpath"] = self.dirpath  # the same folder, written differently: keep the best score
+        super().load_state_dict(state)
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["metric_states"] = metric_states(pl_module)
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Only rank 0's states are saved: loaded on every rank, a DDP sync would count them once per rank
+        if trainer.world_size == 1:
+            set_metric_states(pl_module, checkpoint.get("metric_states", {}))
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after the checkpoint is loaded and before the first data is drawn: the resumed run continues
+        # the random streams where the checkpoint left them (seed_everything re-seeded them at start-up)
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+
+
+def metric_states(module: Any) -> dict[str, dict[str, Any]]:
+    """The accumulated state of every torchmetrics ``Metric`` in ``module``, by module name.
+
+    Torchmetrics keeps it out of the module's ``state_dict``; without it, a metric accumulated over an
+    epoch (``train_acc`` logged ``on_epoch``) would, after a mid-epoch resume, cover only the batches
+    trained since.
+    """
+    from torchmetrics import Metric
+
+    found = {}
+    for name, metric in module.named_modules():
+        if isinstance(metric, Metric):
+            state = {k: getattr(metric, k) for k in metric._defaults}
+            found[name] = {"state": state, "updates": int(metric._update_count)}
+    return found
+
+
+def set_metric_states(module: Any, states: dict[str, dict[str, Any]]) -> None:
+    """Restore what :func:`metric_states` returned (metrics it does not name are left alone)."""
+    from torchmetrics import Metric
+
+    for name, metric in module.named_modules():
+        saved = states.get(name)
+        if isinstance(metric, Metric) and saved is not None:
+            for key, value in saved["state"].items():
+                setattr(metric, key, value)
+            metric._update_count = saved["updates"]
+            metric._computed = None
+
+
+def rng_states() -> dict[str, Any]:
+    """The global torch, numpy and Python RNG states, as tensors and lists (loadable with
+    ``torch.load(weights_only=True)``)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": int(version), "state": list(py_state), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    npy = states["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, npy["pos"], npy["has_gauss"], npy["gauss"]))
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+
+
+def atomic_save_checkpoint(trainer: Trainer, filepath: str, weights_only: bool = False) -> None:
+    """``trainer.save_checkpoint(filepath)`` that never leaves a partial file at ``filepath``.
+
+    A local file is written under a temporary name in the same folder, flushed to disk (``fsync``) and
+    renamed over ``filepath`` (``os.replace`` is atomic within a file system); the folder is synced too,
+    so the rename survives a power cut. Lightning's own save writes a temporary file in the system's
+    temporary folder and moves it, which is a copy, not a rename, when that folder is on another disk.
+    Remote paths (``s3://`` ...) are left to Lightning.
+    """
+    if "://" in str(filepath):
+        trainer.save_checkpoint(filepath, weights_only)
+        return
+    folder, name = os.path.split(os.path.abspath(filepath))
+    partial = os.path.join(folder, f".{name}.{os.getpid()}.partial")
+    trainer.save_checkpoint(partial, weights_only)
+    if not trainer.is_global_zero:
+        return
+    with open(partial, "rb") as written:
+        os.fsync(written.fileno())
+    os.replace(partial, filepath)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
 
 def _mlflow_logger(trainer: Trainer) -> MLFlowLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
@@ -143,28 +348,48 @@ def _mlflow_logger(trainer: Trainer) -> MLFlowLogger | None:
 
 def default_checkpoint_dir(trainer: Trainer) -> str:
     """``<log_dir>/checkpoints`` when the first logger writes to a local directory, else a fresh
-    ``<default_root_dir>/checkpoints/version_N``."""
+    ``<default_root_dir>/checkpoints/version_N`` (absolute).
+
+    The folder is reserved by creating it (on rank 0; other ranks get rank 0's through a broadcast):
+    ``mkdir`` fails when another process got there first, and the next N is tried, so two runs started
+    together in one folder never write into the same ``version_N``.
+    """
     log_dir = getattr(trainer.logger, "log_dir", None) if trainer.loggers else None
     if isinstance(log_dir, str) and "://" not in log_dir:
         return os.path.join(log_dir, "checkpoints")
-    root = Path(trainer.default_root_dir) / "checkpoints"
-    taken = {p.name for p in root.glob("version_*")} if root.is_dir() else set()
+    if not trainer.is_global_zero:
+        return ""
+    return reserve_version_dir(Path(trainer.default_root_dir) / "checkpoints")
+
+
+def reserve_version_dir(root: Path) -> str:
+    """Create and return the first ``root/version_N`` that does not exist yet (absolute path)."""
+    root.mkdir(parents=True, exist_ok=True)
     n = 0
-    while f"version_{n}" in taken:
-        n += 1
-    return str(root / f"version_{n}")
+    while True:
+        candidate = root.resolve() / f"version_{n}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return str(candidate)
 
 
-def default_logger(save_dir: str, run_id: str | None = None, tracking_uri: str | None = None) -> Logger:
+def default_logger(
+    save_dir: str, run_id: str | None = None, tracking_uri: str | None = None, skip_logged_steps: bool = False
+) -> Logger:
     """The logger a run gets when the recipe sets none: MLflow (``trainer.logger: false`` turns it off).
 
     Args:
         save_dir: the run's ``default_root_dir`` (unused by MLflow, kept for other default loggers).
-        run_id: log into this existing MLflow run (``validate``/``test``/``predict`` of a tracked fit).
+        run_id: log into this existing MLflow run (``validate``/``test``/``predict`` of a tracked fit, or a
+            resumed fit).
         tracking_uri: the store of ``run_id``; default: ``MLFLOW_TRACKING_URI``, else
             ``sqlite:///<cwd>/mlflow.db``.
+        skip_logged_steps: do not log a metric again at a step the run already has (a resumed fit).
     """
-    return ZooMLFlowLogger(run_id=run_id, tracking_uri=tracking_uri)
+    return ZooMLFlowLogger(run_id=run_id, tracking_uri=tracking_uri, skip_logged_steps=skip_logged_steps)
 
 
 def fit_run_of(ckpt_path: Any) -> dict[str, str] | None:
@@ -302,11 +527,15 @@ class ZooCLI(LightningCLI):
         try:
             check_encoder_cell(config)
             resolve_data_files(config)
-            if self.subcommand in ("validate", "test", "predict"):
+            if self.subcommand in ("fit", "validate", "test", "predict"):
                 resolve_checkpoint_alias(config)
+                check_checkpoint_exists(config.get("ckpt_path"))
                 self._fit_run = fit_run_of(config.get("ckpt_path"))
+                resuming = self.subcommand == "fit" and config.get("ckpt_path") is not None
+                if resuming:
+                    resume_in_checkpoint_dir(config)
                 if self._fit_run is not None:
-                    _resume_configured_logger(config, self._fit_run)
+                    _resume_configured_logger(config, self._fit_run, skip_logged_steps=resuming)
         except ZooConfigError as err:
             parser.error(str(err))
         check_checkpoint_path(config, already=self._checked_ckpt)  # an alias resolved just above
@@ -343,6 +572,7 @@ class ZooCLI(LightningCLI):
                 trainer_config.get("default_root_dir") or os.getcwd(),
                 run_id=run.get("run_id"),
                 tracking_uri=run.get("tracking_uri"),
+                skip_logged_steps=self.subcommand == "fit" and bool(run),
             )
         trainer = super().instantiate_trainer(**kwargs)
         callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
@@ -390,7 +620,7 @@ class ZooCLI(LightningCLI):
         sys.stdout.write(header + note.rstrip("# ") + yaml.safe_dump(dump, sort_keys=False))
 
 
-def _resume_configured_logger(config: Any, run: dict[str, str]) -> None:
+def _resume_configured_logger(config: Any, run: dict[str, str], skip_logged_steps: bool = False) -> None:
     """Point an explicitly configured zoo MLflow logger at the fit's run (``run_id`` unset only)."""
     logger = config.trainer.get("logger")
     class_path = getattr(logger, "class_path", None) if logger is not None else None
@@ -403,6 +633,8 @@ def _resume_configured_logger(config: Any, run: dict[str, str]) -> None:
         init_args["run_id"] = run["run_id"]
         if init_args.get("tracking_uri") is None:
             init_args["tracking_uri"] = run.get("tracking_uri")
+        if skip_logged_steps:
+            init_args["skip_logged_steps"] = True
 
 
 # -- checks -------------------------------------------------------------------------------------------
@@ -579,6 +811,35 @@ def check_checkpoint_path(config: Any, already: str | None = None) -> str | None
 
 def _lightning_resolves(path: str) -> bool:
     return path in ("best", "last", "hpc") or path.startswith("registry") or "://" in path
+
+
+def check_checkpoint_exists(ckpt_path: Any) -> None:
+    """An explicit ``--ckpt_path`` must name a file (remote URLs and Lightning's ``hpc`` and ``registry``
+    lookups are left to Lightning)."""
+    if not isinstance(ckpt_path, str | os.PathLike) or "://" in str(ckpt_path):
+        return
+    if str(ckpt_path) == "hpc" or str(ckpt_path).startswith("registry"):
+        return
+    if not Path(ckpt_path).is_file():
+        raise ZooConfigError(
+            f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file, or `last` / "
+            "`best` for the latest run of this config."
+        )
+
+
+def resume_in_checkpoint_dir(config: Any) -> None:
+    """``zoo fit --ckpt_path X`` continues in X's folder (no new ``version_N``; the best score carries on).
+
+    Only when the config names no ``checkpoint.dirpath`` and no file logger decides the folder.
+    """
+    checkpoint = config.get("checkpoint")
+    if checkpoint is None or checkpoint.get("dirpath"):
+        return
+    logger = config.trainer.get("logger")
+    class_path = getattr(logger, "class_path", "") if logger is not None else ""
+    if class_path and not class_path.endswith("MLFlowLogger"):
+        return  # a CSV/TensorBoard logger puts checkpoints under its own log_dir
+    checkpoint["dirpath"] = os.path.realpath(Path(config["ckpt_path"]).parent)
 
 
 def explicit_linked_values(config: Any) -> dict[str, Any]:

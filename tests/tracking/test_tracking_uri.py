@@ -3,6 +3,7 @@ tracking server is down."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -63,3 +64,26 @@ def test_a_server_that_is_down_fails_fast_naming_the_uri(
         ZooMLFlowLogger()
     assert time.monotonic() - start < 15
     check_tracking_server(f"sqlite:///{fresh_cwd}/x.db")  # not a server: nothing to check
+
+
+def _build_store(uri: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    zoo.tracking.uri.ensure_store(uri)
+    return MlflowClient(uri).create_experiment(f"exp-{os.getpid()}")
+
+
+@pytest.mark.slow
+def test_ensure_store_in_several_processes_at_once_builds_one_store(tmp_path: Path) -> None:
+    # each process used to build its own store and rename it into place: one then wrote to a replaced
+    # file ("attempt to write a readonly database")
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        created = pool.map(_build_store, [uri] * 3)
+    from mlflow.tracking import MlflowClient
+
+    experiments = {e.experiment_id: e.name for e in MlflowClient(uri).search_experiments()}
+    assert len(set(created)) == 3 and set(created) <= set(experiments)
+    assert not list(tmp_path.glob(".mlflow.db.*.creating"))

@@ -5,6 +5,7 @@ from zoo.data.batching import (
     FixedWindows,
     PackedSequences,
     PadCollate,
+    ResumableDataLoader,
     StreamBatches,
     WindowCollate,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LanguageModelingData",
     "PackedSequences",
     "PadCollate",
+    "ResumableDataLoader",
     "ShardedStream",
     "StreamBatches",
     "TextClassificationData",

@@ -8,14 +8,14 @@ Language-model batches follow Zaremba et al. (2014), "Recurrent Neural Network R
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import BatchSampler, Dataset, IterableDataset, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 IGNORE_INDEX = -100
@@ -156,6 +156,35 @@ class PadCollate:
         return batch
 
 
+def _is_full_permutation(sampler: Any) -> bool:
+    """Whether ``sampler`` yields each index of its data once, in an order that only seeds it."""
+    return (
+        isinstance(sampler, RandomSampler)
+        and not sampler.replacement
+        and sampler.num_samples == len(sampler.data_source)  # type: ignore[arg-type]
+    )
+
+
+class EpochSampler(RandomSampler):
+    """A ``RandomSampler`` whose order :class:`BucketBatchSampler` draws itself, from its seed and the epoch.
+
+    It stands in for a plain ``RandomSampler`` inside a :class:`BucketBatchSampler` so that Lightning, which
+    calls ``set_epoch`` on a batch sampler's inner sampler at every epoch start (also when it resumes from
+    a checkpoint), tells the batch sampler the epoch. Iterated alone it yields the indices in order.
+    """
+
+    def __init__(self, data_source: Sized) -> None:
+        super().__init__(data_source)  # type: ignore[arg-type]
+        self.epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the epoch; :meth:`BucketBatchSampler.current_epoch` reads it."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self.data_source)))
+
+
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     if num_replicas is None:
         num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -204,6 +233,10 @@ class BucketBatchSampler(BatchSampler):
         super().__init__(sampler, batch_size, drop_last)  # type: ignore[arg-type]
         if pool_factor < 1:
             raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
+        if shuffle is not False and isinstance(sampler, RandomSampler) and _is_full_permutation(sampler):
+            # Lightning calls `set_epoch` on this inner sampler with the trainer's epoch, after a resume too
+            sampler = EpochSampler(sampler.data_source)
+            self.sampler = sampler
         self.lengths = [int(n) for n in lengths]
         self.pool_factor = pool_factor
         inner_random = isinstance(sampler, RandomSampler) or (
@@ -234,14 +267,21 @@ class BucketBatchSampler(BatchSampler):
         return n // self.num_replicas if self.drop_last else math.ceil(n / self.num_replicas)
 
     def _indices(self, generator: torch.Generator) -> list[int]:
-        indices = list(iter(self.sampler))
-        if self.num_replicas == 1:
-            return indices
-        # Every rank must start from the same order: sort, then apply the shared seeded permutation.
-        indices.sort()
+        if self.shuffle and _is_full_permutation(self.sampler):
+            # Draw the order from the seeded generator, not from the global RNG a RandomSampler would use:
+            # the order is then a function of (seed, epoch) alone, so a resumed run replays it.
+            indices = list(range(len(self.sampler)))  # type: ignore[arg-type]
+        else:
+            indices = list(iter(self.sampler))
+            if self.num_replicas == 1:
+                return indices
+            # Every rank must start from the same order: sort, then apply the shared seeded permutation.
+            indices.sort()
         if self.shuffle:
             perm = torch.randperm(len(indices), generator=generator).tolist()
             indices = [indices[i] for i in perm]
+        if self.num_replicas == 1:
+            return indices
         per_rank = self._shard_size(len(indices))
         total = per_rank * self.num_replicas
         if total > len(indices):
@@ -251,8 +291,9 @@ class BucketBatchSampler(BatchSampler):
     def current_epoch(self) -> int:
         """The epoch that seeds the shuffles.
 
-        Lightning calls ``set_epoch`` only on the inner sampler, so without an explicit ``set_epoch`` the
-        inner sampler's epoch is used, else the number of passes so far (the same on every rank).
+        Lightning calls ``set_epoch`` only on the inner sampler (with the trainer's epoch, also after a
+        resume), so without an explicit ``set_epoch`` the inner sampler's epoch is used, else the number of
+        passes so far (the same on every rank).
         """
         if self._epoch_was_set:
             return self.epoch
@@ -383,6 +424,114 @@ class WindowCollate:
             "targets": torch.stack([it["targets"] for it in items]),
             "reset": torch.tensor(True),
         }
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` that Lightning checkpoints mid-epoch and resumes exactly where it stopped.
+
+    It implements Lightning's protocol for stateful loaders (``state_dict``/``load_state_dict``; Lightning
+    saves the state in every checkpoint and loads it when it resumes inside an epoch). The state is the
+    number of batches delivered in the current pass and the global torch RNG state at the moment the pass
+    drew its order (a ``RandomSampler`` seeds itself from it). On resume, the pass's order is drawn again
+    from that state and the delivered batches are skipped: by index for a map-style dataset (nothing is
+    loaded for them), by reading past them for an iterable one. Neither touches the global RNG, which the
+    trainer restores to its state at the checkpoint. A checkpoint at the end of a pass resumes with the
+    next pass. Use it as a drop-in ``DataLoader`` for training data whose length is known (Lightning
+    fetches one batch ahead from a loader without a length, so its count would be one ahead).
+    """
+
+    _delivered = 0
+    _replaying = 0
+    _pass_rng: Tensor | None = None
+    _replay: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Batches delivered in this pass and the RNG state the pass drew its order from."""
+        return {"delivered": self._delivered, "pass_rng": self._pass_rng}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Make the next pass continue the checkpointed one (see the class docstring)."""
+        self._replay = dict(state)
+
+    @property
+    def _index_sampler(self) -> Any:  # read by the DataLoader's iterator when it is created
+        return _PassOrder(self, super()._index_sampler)
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        replay, self._replay = self._replay, None
+        skip = int(replay["delivered"]) if replay else 0
+        try:
+            complete = skip >= len(self)
+        except TypeError:  # an iterable dataset without a length
+            complete = False
+        if replay is None or skip == 0 or complete:
+            self._delivered = 0
+            return _Counting(self, super().__iter__(), 0)
+        self._delivered = skip
+        self._pass_rng = replay["pass_rng"]
+        iterable = isinstance(self.dataset, IterableDataset)
+        # the uninterrupted run made its iterator before the checkpoint: this one must not draw again
+        with torch.random.fork_rng(devices=[]):
+            self._replaying = 0 if iterable else skip
+            inner = super().__iter__()
+        if iterable:
+            for _ in range(skip):
+                next(inner)
+        return _Counting(self, inner, skip)
+
+
+_END = object()
+
+
+class _PassOrder:
+    """The index sampler of one pass of a :class:`ResumableDataLoader`: records, or replays, its order."""
+
+    def __init__(self, loader: ResumableDataLoader, sampler: Any) -> None:
+        self.loader, self.sampler = loader, sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[Any]:
+        loader = self.loader
+        skip, loader._replaying = loader._replaying, 0
+        if skip:
+            with torch.random.fork_rng(devices=[]):
+                if loader._pass_rng is not None:
+                    torch.set_rng_state(loader._pass_rng)
+                order = iter(self.sampler)
+                first = next(order, _END)
+        else:
+            loader._pass_rng = torch.get_rng_state()
+            order = iter(self.sampler)
+            first = next(order, _END)
+        if first is _END:
+            return
+        if skip:
+            for _ in range(skip - 1):
+                next(order, None)
+        else:
+            yield first
+        yield from order
+
+
+class _Counting:
+    """Iterator over a :class:`ResumableDataLoader` pass that counts the batches it delivers."""
+
+    def __init__(self, loader: ResumableDataLoader, inner: Iterator[Any], delivered: int) -> None:
+        self.loader, self.inner = loader, inner
+        loader._delivered = delivered
+
+    def __iter__(self) -> _Counting:
+        return self
+
+    def __next__(self) -> Any:
+        batch = next(self.inner)
+        self.loader._delivered += 1
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
 
 
 def loader_options(num_workers: int, pin_memory: bool | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.batching import loader_options
+from zoo.data.batching import ResumableDataLoader, loader_options
 from zoo.data.encoding import datasets_cache
 from zoo.data.locate import RowLocator
 from zoo.data.sources import DataFiles, check_columns, load_splits
@@ -221,6 +221,6 @@ class TimeSeriesData(SplitDataModule):
         return WindowDataset(self.inputs, self.targets, times, self.input_length, self.horizon)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        return DataLoader(
+        return ResumableDataLoader(
             self.windows(split), batch_size=self.batch_size, shuffle=train, **self._loader_options
         )

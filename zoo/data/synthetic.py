@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.batching import IGNORE_INDEX, PadCollate, loader_options
+from zoo.data.batching import IGNORE_INDEX, PadCollate, ResumableDataLoader, loader_options
 from zoo.data.splits import SplitDataModule
 from zoo.data.text import TextClassificationData
 from zoo.data.tokenizers import cache_key
@@ -189,7 +189,7 @@ class _SyntheticSplits(SplitDataModule):
     _collate: object = None
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        return DataLoader(
+        return ResumableDataLoader(
             self.splits[split],
             batch_size=self.batch_size,
             shuffle=train,

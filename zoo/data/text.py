@@ -18,6 +18,7 @@ from zoo.data.batching import (
     FixedWindows,
     PackedSequences,
     PadCollate,
+    ResumableDataLoader,
     StreamBatches,
     WindowCollate,
     _world,
@@ -327,8 +328,8 @@ def padded_loader(
     if bucket:
         lengths = ds.lengths()
         batch_sampler = BucketBatchSampler(sampler, batch_size, drop_last=False, lengths=lengths, seed=seed)
-        return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate, **options)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, **options)
+        return ResumableDataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate, **options)
+    return ResumableDataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, **options)
 
 
 class LanguageModelingData(SplitDataModule):
@@ -468,9 +469,9 @@ class LanguageModelingData(SplitDataModule):
         if self.mode == "stream" or not train:
             # evaluation always reads the stream in order, so perplexity matches the usual protocol
             data: Dataset = StreamBatches(stream, self.batch_size, self.seq_len)
-            return DataLoader(data, batch_size=None, pin_memory=self._loader_options["pin_memory"])
+            return ResumableDataLoader(data, batch_size=None, pin_memory=self._loader_options["pin_memory"])
         windows = FixedWindows(stream, self.seq_len)
-        return DataLoader(
+        return ResumableDataLoader(
             windows,
             batch_size=self.batch_size,
             shuffle=True,

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
@@ -199,6 +200,19 @@ class LanguageModel(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._reset("train")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the state the next training window continues from: a fit resumed mid-epoch carries it on exactly
+        if "train" in self._carried:
+            checkpoint["carried_train_state"] = self._carried["train"]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "carried_train_state" in checkpoint:
+            self._carried["train"] = checkpoint["carried_train_state"]
+
+    def on_train_start(self) -> None:
+        # a state restored from a checkpoint was loaded before the model moved to its device
+        self._carried = move_data_to_device(self._carried, self.device)
 
     def on_validation_epoch_start(self) -> None:
         self._reset("val")

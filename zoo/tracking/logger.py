@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
@@ -29,6 +30,10 @@ class ZooMLFlowLogger(MLFlowLogger):
         run_id: resume this run instead of creating one.
         synchronous: log metrics synchronously (``None``: MLflow's default).
         check_server: check that an HTTP tracking server answers (disable only to construct offline).
+        skip_logged_steps: with ``run_id``, do not log a metric at a step the run already holds for it. A
+            fit resumed from a checkpoint replays the steps between the checkpoint and the crash; the run
+            keeps the values it logged the first time (the same values when the resume is exact), so its
+            metric history has one value per step.
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class ZooMLFlowLogger(MLFlowLogger):
         run_id: str | None = None,
         synchronous: bool | None = None,
         check_server: bool = True,
+        skip_logged_steps: bool = False,
     ) -> None:
         uri = resolve_tracking_uri(tracking_uri)
         if check_server:
@@ -62,6 +68,44 @@ class ZooMLFlowLogger(MLFlowLogger):
             run_id=run_id,
             synchronous=synchronous,
         )
+        self._skip_logged_steps = skip_logged_steps and run_id is not None
+        self._logged_steps: dict[str, int] | None = None
+
+    @property
+    def experiment(self) -> Any:
+        """The MLflow client, the experiment created if missing (two runs may race to create it)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return super().experiment
+        except MlflowException as err:
+            if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return super().experiment  # the other run created it: now it is found by name
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log as Lightning does; with ``skip_logged_steps``, only steps past the run's last for a key."""
+        if self._skip_logged_steps and step is not None:
+            last = self._last_logged_steps()
+            metrics = {k: v for k, v in metrics.items() if step > last.get(self._prefixed(k), -1)}
+            if not metrics:
+                return
+        super().log_metrics(metrics, step)
+
+    def _prefixed(self, key: str) -> str:
+        return f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+
+    def _last_logged_steps(self) -> dict[str, int]:
+        """Metric key -> the highest step the run holds for it (read when the resumed run first logs)."""
+        if self._logged_steps is None:
+            client, run_id = self.experiment, self.run_id
+            assert run_id is not None
+            self._logged_steps = {
+                key: max((m.step for m in client.get_metric_history(run_id, key)), default=-1)
+                for key in client.get_run(run_id).data.metrics
+            }
+        return self._logged_steps
 
     @property
     def tracking_uri(self) -> str:

@@ -77,17 +77,28 @@ def ensure_store(uri: str) -> None:
     """Create a fresh SQLite store (schema migrations included) if it does not exist yet; rank 0 only.
 
     Several processes opening a fresh store at once can corrupt it. The store is built under a temporary
-    name and renamed into place, so other ranks (see :func:`wait_for_store`) only ever see a finished one.
+    name and renamed into place, so other ranks (see :func:`wait_for_store`) only ever see a finished one,
+    and under a file lock beside it (``.mlflow.db.lock``, removed afterwards), so that of two runs started
+    together in an empty folder one builds the store and the other waits for it (each building and
+    renaming its own left the first one writing to a replaced file: "attempt to write a readonly
+    database").
     """
     path = sqlite_path(uri)
     if path is None or path.exists():
         return
+    from filelock import FileLock
     from mlflow.tracking import MlflowClient
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    building = path.with_name(f".{path.name}.{os.getpid()}.creating")
-    MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
-    os.replace(building, path)
+    lock = path.with_name(f".{path.name}.lock")
+    with FileLock(str(lock), timeout=STORE_WAIT_S):
+        if path.exists():  # built by another process while this one waited for the lock
+            return
+        building = path.with_name(f".{path.name}.{os.getpid()}.creating")
+        MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)
+        os.replace(building, path)
+    # Safe to remove once the store exists: a process that takes a new lock finds the store and returns.
+    lock.unlink(missing_ok=True)
 
 
 def wait_for_store(uri: str, timeout: float | None = None) -> None:
