@@ -32,6 +32,9 @@ class EncoderConfig:
         bidirectional: add a layer reading each sequence backwards (within its length).
         dropout: dropout on the outputs of every layer but the last, in training only.
         cell_options: family-specific options, checked against the cell's signature.
+        init: ``"default"`` keeps each cell's own initialisation; ``"uniform"`` draws every parameter of
+            every layer from U(-init_scale, init_scale), as Zaremba et al. 2014 do.
+        init_scale: the bound of ``init: uniform``.
     """
 
     cell: str = "gru"
@@ -40,6 +43,8 @@ class EncoderConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     cell_options: dict[str, Any] = field(default_factory=dict)
+    init: str = "default"
+    init_scale: float = 0.1
 
     def build(self, input_size: int) -> RecurrentEncoder:
         """Build the encoder for inputs of ``input_size`` features."""
@@ -58,6 +63,18 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index)
 
 
+INITS = ("default", "uniform")
+
+
+def uniform_init_(module: nn.Module, scale: float) -> None:
+    """Draw every parameter of ``module`` from U(-scale, scale) in place (Zaremba et al. 2014)."""
+    if not scale > 0:
+        raise ValueError(f"init_scale must be positive, got {scale}")
+    with torch.no_grad():
+        for param in module.parameters():
+            param.uniform_(-scale, scale)
+
+
 class RecurrentEncoder(nn.Module):
     """Stacked recurrent layers of one registered cell.
 
@@ -69,6 +86,9 @@ class RecurrentEncoder(nn.Module):
         bidirectional: also read every sequence backwards; outputs are concatenated ``[fwd, bwd]``.
         dropout: dropout between layers (not after the last), active in training only.
         cell_options: family-specific options for every layer.
+        init: ``"default"`` (each cell's ``reset_parameters``) or ``"uniform"`` (every parameter from
+            U(-init_scale, init_scale)).
+        init_scale: the bound of ``init: uniform``.
 
     ``forward(x, state=None, lengths=None)`` returns ``output`` ``[batch, time, output_size]`` (zero on
     padding) and the final states as a list ordered ``layer0_fwd, layer0_bwd, layer1_fwd, ...``.
@@ -83,6 +103,8 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         cell_options: Mapping[str, Any] | None = None,
+        init: str = "default",
+        init_scale: float = 0.1,
     ) -> None:
         super().__init__()
         options = dict(cell_options or {})
@@ -106,6 +128,12 @@ class RecurrentEncoder(nn.Module):
             layers.extend(build_cell(cell, size, hidden_size, **options) for _ in range(self.num_directions))
         self.layers = nn.ModuleList(layers)
         self.drop = nn.Dropout(dropout)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if init == "uniform":
+            uniform_init_(self.layers, init_scale)
+        self.init = init
+        self.init_scale = init_scale
 
     @property
     def output_size(self) -> int:
