@@ -116,14 +116,15 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
 def set_provenance_tags(logger: MLFlowLogger, stage: str, device: torch.device | None = None) -> None:
     """Tag the run with the command of ``stage``, the recipe, the commit and the machine.
 
-    A run resumed from a checkpoint keeps the command and recipe of the fit that created it.
+    A fit resumed from a checkpoint into its run keeps the fit command and recipe that created the run.
     """
-    from zoo.tracking.provenance import TAG_RECIPE, run_tags
+    from zoo.tracking.provenance import TAG_COMMAND, TAG_RECIPE, run_tags
 
     client, run_id = logger.experiment, logger.run_id
     existing = client.get_run(run_id).data.tags
+    kept = (TAG_RECIPE, TAG_COMMAND.format(stage="fit"))
     for key, value in run_tags(stage, device).items():
-        if key not in existing or key not in (TAG_RECIPE, f"zoo.command.{stage}"):
+        if key not in existing or key not in kept:
             client.set_tag(run_id, key, value)
 
 
