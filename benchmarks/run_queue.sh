@@ -12,10 +12,11 @@
 # e.g. '--trainer.max_epochs 1' for a smoke test). Run it from the repository root, with the corpora in ../shared/data.
 set -uo pipefail
 
-RESULTS_DIR=$(realpath -m "${RESULTS_DIR:-runs/results}")
+# as given (relative paths keep the recorded commands free of this machine's folders)
+RESULTS_DIR=${RESULTS_DIR:-runs/results}
 PYTHON=${PYTHON:-python}
 EXPORT_TO=${EXPORT_TO-docs/results}
-export MLFLOW_TRACKING_URI="sqlite:///$RESULTS_DIR/mlflow.db"
+export MLFLOW_TRACKING_URI="sqlite:///$(realpath -m "$RESULTS_DIR")/mlflow.db"
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1}
 mkdir -p "$RESULTS_DIR"/{logs,ckpt,done}
 
