@@ -40,12 +40,14 @@ class Anchor:
         value: the number.
         goal: ``"max"`` when higher is better, ``"min"`` when lower is.
         source: where the number comes from.
+        validation: the same source's validation number, drawn on the curves when given.
     """
 
     metric: str
     value: float
     goal: str
     source: str
+    validation: float | None = None
 
 
 ZAREMBA = (
@@ -53,8 +55,8 @@ ZAREMBA = (
     "non-regularized LSTM, 120.7 valid / 114.5 test"
 )
 ANCHORS: dict[str, Anchor] = {
-    "lm/ptb-lstm": Anchor("test_ppl", 114.5, "min", ZAREMBA),
-    "lm/ptb-gru": Anchor("test_ppl", 114.5, "min", ZAREMBA + " (the LSTM's number, same budget)"),
+    "lm/ptb-lstm": Anchor("test_ppl", 114.5, "min", ZAREMBA, validation=120.7),
+    "lm/ptb-gru": Anchor("test_ppl", 114.5, "min", ZAREMBA + " (the LSTM's number, same budget)", 120.7),
     "classify/sst2-gru": Anchor(
         "test_acc",
         0.85,
@@ -300,12 +302,20 @@ def plot_curves(name: str, results: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    anchors = {}
     for result in results:
         epochs = [e for e, _ in result["curve"]]
         values = [v for _, v in result["curve"]]
         ax.plot(epochs, values, marker="o", markersize=3, label=f"{result['recipe']} ({result['cell']})")
+        anchor = ANCHORS.get(result["recipe"])
+        if anchor is not None and anchor.validation is not None:
+            anchors[anchor.validation] = anchor.source.split(",")[0]
+    for value, source in sorted(anchors.items()):
+        ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"{source}: {_num(value)}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(results[0]["monitor"])
     if results[0]["monitor"].endswith("ppl"):
