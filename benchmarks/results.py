@@ -127,6 +127,43 @@ def config_essentials(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+#: Period (in rows) of the seasonal-naive forecast per recipe: the sunspot cycle is about 11 years.
+SEASONS = {"forecast/sunspots-gru": 132}
+
+
+def series_baselines(config: Mapping[str, Any], season: int | None) -> dict[str, dict[str, float]] | None:
+    """MAE and RMSE of the naive forecasts on a time-series recipe's validation and test windows.
+
+    ``last_value`` repeats the last observed value over the horizon; ``seasonal_naive`` (when ``season``
+    is given, see :data:`SEASONS`) forecasts each step with the value one season earlier. Both are computed
+    on the same windows and units as the model's metrics. ``None`` for data modules other than
+    ``zoo.data.TimeSeriesData``.
+    """
+    data = config.get("data") or {}
+    if not str(data.get("class_path", "")).endswith("TimeSeriesData"):
+        return None
+    import numpy as np
+
+    from zoo.data import TimeSeriesData
+
+    dm = TimeSeriesData(**data.get("init_args", {}))
+    series = dm.targets.double().numpy() * np.array(dm.target_std) + np.array(dm.target_mean)
+    out: dict[str, dict[str, float]] = {}
+    for split, prefix in (("validation", "val"), ("test", "test")):
+        times = dm.windows(split).times.numpy()
+        steps = times[:, None] + np.arange(dm.horizon)[None, :]  # [windows, horizon]
+        truth = series[steps]
+        guesses = {"last_value": series[times - 1][:, None, :]}
+        if season is not None and int(steps.min()) >= season:
+            guesses["seasonal_naive"] = series[steps - season]
+        for name, guess in guesses.items():
+            out.setdefault(name, {})
+            error = np.broadcast_to(guess, truth.shape) - truth
+            out[name][f"{prefix}_mae"] = float(np.abs(error).mean())
+            out[name][f"{prefix}_rmse"] = float(np.sqrt((error**2).mean()))
+    return out
+
+
 def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
@@ -187,6 +224,7 @@ def summarise_run(client: Any, run: Any) -> dict[str, Any]:
         },
         "finished": _utc_date(run.info.end_time),
         "mlflow_run_id": run_id,
+        "baselines": series_baselines(config, SEASONS.get(tags[TAG_RECIPE])),
     }
 
 
@@ -265,6 +303,15 @@ def _metric(result: Mapping[str, Any], split: str) -> str:
 
 def _anchor(result: Mapping[str, Any]) -> str:
     anchor = ANCHORS.get(result["recipe"])
+    baselines = result.get("baselines")
+    if anchor is None and baselines:
+        got = result["test"].get("test_mae")
+        parts = [
+            f"{name.replace('_', ' ')} {_num(b.get('test_mae'))}" for name, b in sorted(baselines.items())
+        ]
+        beaten = got is not None and all(got < b.get("test_mae", float("inf")) for b in baselines.values())
+        verdict = " (met)" if beaten else " (not met)"
+        return f"mae below {', '.join(parts)}{verdict}: naive forecasts of the same test windows"
     if anchor is None:
         return "-"
     got = result["test"].get(anchor.metric)

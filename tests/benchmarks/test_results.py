@@ -60,6 +60,9 @@ def _write_fixtures(folder: Path) -> None:
         _summary("lm/ptb-gru", "gru", "val_ppl", {"test_ppl": 130.0}, [280.0, 160.0, 135.0]),
         _summary("classify/sst2-gru", "gru", "val_acc", {"test_acc": 0.84}, [0.9, 0.92, 0.91]),
     ]
+    sunspots = _summary("forecast/sunspots-gru", "gru", "val_mae", {"test_mae": 15.0}, [30.0, 20.0])
+    sunspots["baselines"] = {"last_value": {"test_mae": 18.0}, "seasonal_naive": {"test_mae": 29.2}}
+    fixtures.append(sunspots)
     for summary in fixtures:
         name = f"{summary['recipe'].replace('/', '--')}--{summary['cell']}.json"
         (folder / name).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -74,7 +77,12 @@ def test_render_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in first}
     second = results.render(folder, markdown)
     assert second == first and {p: p.read_bytes() for p in second} == before
-    assert {p.name for p in first} == {"results.md", "lm-val_ppl.png", "classify-val_acc.png"}
+    assert {p.name for p in first} == {
+        "results.md",
+        "lm-val_ppl.png",
+        "classify-val_acc.png",
+        "forecast-val_mae.png",
+    }
     assert b"Software" not in before[folder / "lm-val_ppl.png"]  # no matplotlib version in the bytes
 
     text = before[markdown].decode()
@@ -83,10 +91,33 @@ def test_render_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     assert "ppl 110 | ppl 118 | <= 114.5 (met): Zaremba et al. 2014" in rows["| `lm/ptb-lstm`"]
     assert "(not met)" in rows["| `lm/ptb-gru`"] and "(not met)" in rows["| `classify/sst2-gru`"]
     assert "| 2 / 3 | 14 min 28 s |" in rows["| `classify/sst2-gru`"]
+    assert "mae below last value 18, seasonal naive 29.2 (met)" in rows["| `forecast/sunspots-gru`"]
     assert "`zoo fit -c recipes/lm/ptb-gru.yaml`" in rows["| `lm/ptb-gru`"]
     not_run = next(line for line in text.splitlines() if line.startswith("Not yet run"))
     assert "`lm/ptb-char`" in not_run and "`lm/ptb-lstm`" not in not_run
     assert "![lm-val_ppl](results/lm-val_ppl.png)" in text
+
+
+def test_naive_baselines_of_a_ramp(tmp_path: Path) -> None:
+    csv = tmp_path / "ramp.csv"
+    csv.write_text("y\n" + "\n".join(str(t) for t in range(100)) + "\n")
+    init_args = {
+        "path": "csv",
+        "data_files": str(csv),
+        "feature_columns": ["y"],
+        "input_length": 20,
+        "horizon": 3,
+        "validation_fraction": 0.2,
+        "test_fraction": 0.2,
+    }
+    config = {"data": {"class_path": "zoo.data.TimeSeriesData", "init_args": init_args}}
+    found = _load().series_baselines(config, season=12)
+    # on y = t, repeating y[t-1] misses step k by k + 1 (mean 2 over 3 steps); a season back misses by 12
+    assert found["last_value"]["test_mae"] == pytest.approx(2.0)
+    assert found["last_value"]["val_rmse"] == pytest.approx(((1 + 4 + 9) / 3) ** 0.5)
+    assert found["seasonal_naive"]["test_mae"] == pytest.approx(12.0)
+    assert _load().series_baselines(config, season=None).keys() == {"last_value"}
+    assert _load().series_baselines({"data": {"class_path": "zoo.data.CopyTaskData"}}, 12) is None
 
 
 @pytest.mark.slow
@@ -124,6 +155,7 @@ def test_queue_trains_tests_resumes_and_exports(tmp_path: Path) -> None:
     assert one["parameters"] > 0 and one["wall_time_s"] > 0 and "cores" in one["machine"]
     assert len(one["git_commit"].split("-")[0]) == 40
     assert one["config"]["model.init_args.encoder"]["cell"] == "lstm"
+    assert set(one["baselines"]) == {"last_value", "seasonal_naive"}
     assert (tmp_path / "docs" / "results.md").is_file()
 
     # finished runs are skipped; a run that did not finish continues from last.ckpt in the same MLflow run
