@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import zoo.encoder
-from zoo import EncoderConfig, RecurrentEncoder, build_encoder
+from zoo import EncoderConfig, RecurrentEncoder, build_encoder, list_cells
 from zoo.encoder import reverse_padded
 from zoo.errors import ZooConfigError
 
@@ -130,3 +130,39 @@ def test_invalid_sizes_are_a_config_error_before_any_tensor(
     with pytest.raises(ValueError, match=message):  # a ZooConfigError is a ValueError
         EncoderConfig(**{k: v for k, v in args.items() if k != "input_size"}).build(args["input_size"])  # type: ignore[arg-type]
     assert built == [], "a layer was built before the check failed"
+
+
+@pytest.mark.parametrize("name", list_cells())
+def test_uniform_init_bounds_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    scale = 0.05
+    enc = RecurrentEncoder(name, 3, 6, num_layers=2, bidirectional=True, init="uniform", init_scale=scale)
+    params = list(enc.parameters())
+    assert params
+    for p in params:
+        assert p.abs().max() <= scale, name
+        if p.numel() > 1:
+            assert p.std() > 0, name  # drawn, not filled with one value
+    # most parameters of a default-initialised cell fall outside this narrow band
+    default = RecurrentEncoder(name, 3, 6, num_layers=2, bidirectional=True)
+    assert any(p.abs().max() > scale for p in default.parameters()), name
+
+
+def test_uniform_init_errors() -> None:
+    with pytest.raises(ValueError, match="init must be one of"):
+        RecurrentEncoder("gru", 3, 4, init="xavier")
+    with pytest.raises(ValueError, match="init_scale must be a positive number"):
+        RecurrentEncoder("gru", 3, 4, init="uniform", init_scale=0.0)
+
+
+def test_language_model_uniform_init_covers_embedding_and_decoder() -> None:
+    from zoo.tasks import LanguageModel
+
+    torch.manual_seed(0)
+    encoder = {"cell": "lstm", "hidden_size": 8, "num_layers": 2, "init": "uniform", "init_scale": 0.1}
+    model = LanguageModel(encoder, vocab_size=50, embedding_dim=8, tie_weights=False)
+    for name, p in model.named_parameters():
+        assert p.abs().max() <= 0.1, name
+    assert model.hparams["encoder"]["init"] == "uniform"
+    plain = LanguageModel({"cell": "lstm", "hidden_size": 8}, vocab_size=50, embedding_dim=8)
+    assert plain.embedding.weight.abs().max() > 0.1  # torch's N(0, 1) embedding by default

@@ -673,11 +673,17 @@ def check_encoder_cell(config: Any) -> None:
     default = EncoderConfig()
     args = {
         name: getattr(encoder, name, getattr(default, name))
-        for name in ("cell", "hidden_size", "num_layers", "dropout", "cell_options")
+        for name in ("cell", "hidden_size", "num_layers", "dropout", "cell_options", "init", "init_scale")
     }
     try:
         check_encoder_args(
-            args["cell"], args["hidden_size"], args["num_layers"], args["dropout"], args["cell_options"] or {}
+            args["cell"],
+            args["hidden_size"],
+            args["num_layers"],
+            args["dropout"],
+            args["cell_options"] or {},
+            args["init"],
+            args["init_scale"],
         )
     except ValueError as err:
         raise ZooConfigError(f"--model.encoder: {err}") from None

@@ -35,6 +35,9 @@ class EncoderConfig:
         bidirectional: add a layer reading each sequence backwards (within its length).
         dropout: dropout on the outputs of every layer but the last, in training only.
         cell_options: family-specific options, checked against the cell's signature.
+        init: ``"default"`` keeps each cell's own initialisation; ``"uniform"`` draws every parameter of
+            every layer from U(-init_scale, init_scale), as Zaremba et al. 2014 do.
+        init_scale: the bound of ``init: uniform``.
     """
 
     cell: str = "gru"
@@ -43,6 +46,8 @@ class EncoderConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     cell_options: dict[str, Any] = field(default_factory=dict)
+    init: str = "default"
+    init_scale: float = 0.1
 
     def build(self, input_size: int) -> RecurrentEncoder:
         """Build the encoder for inputs of ``input_size`` features."""
@@ -50,7 +55,13 @@ class EncoderConfig:
 
 
 def check_encoder_args(
-    cell: str, hidden_size: object, num_layers: object, dropout: object, cell_options: Mapping[str, Any]
+    cell: str,
+    hidden_size: object,
+    num_layers: object,
+    dropout: object,
+    cell_options: Mapping[str, Any],
+    init: object = "default",
+    init_scale: object = 0.1,
 ) -> None:
     """Raise :class:`~zoo.errors.ZooConfigError` (a ``ValueError``) for encoder arguments that cannot work.
 
@@ -66,6 +77,12 @@ def check_encoder_args(
             f"dropout must be a number in [0, 1) (the share of activations dropped between layers), "
             f"got {dropout!r}; use 0 for none"
         )
+    if init not in INITS:
+        raise ZooConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if isinstance(init_scale, bool) or not isinstance(init_scale, numbers.Real) or not float(init_scale) > 0:
+        raise ZooConfigError(
+            f"init_scale must be a positive number (the bound of init: uniform), got {init_scale!r}"
+        )
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -80,6 +97,16 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index)
 
 
+INITS = ("default", "uniform")
+
+
+def uniform_init_(module: nn.Module, scale: float) -> None:
+    """Draw every parameter of ``module`` from U(-scale, scale) in place (Zaremba et al. 2014)."""
+    with torch.no_grad():
+        for param in module.parameters():
+            param.uniform_(-scale, scale)
+
+
 class RecurrentEncoder(nn.Module):
     """Stacked recurrent layers of one registered cell.
 
@@ -91,6 +118,9 @@ class RecurrentEncoder(nn.Module):
         bidirectional: also read every sequence backwards; outputs are concatenated ``[fwd, bwd]``.
         dropout: dropout between layers (not after the last), active in training only.
         cell_options: family-specific options for every layer.
+        init: ``"default"`` (each cell's ``reset_parameters``) or ``"uniform"`` (every parameter from
+            U(-init_scale, init_scale)).
+        init_scale: the bound of ``init: uniform``.
 
     Raises:
         ZooConfigError: (a ``ValueError``) for an unknown cell or option, a size below 1 or a dropout
@@ -109,10 +139,12 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         cell_options: Mapping[str, Any] | None = None,
+        init: str = "default",
+        init_scale: float = 0.1,
     ) -> None:
         super().__init__()
         options = dict(cell_options or {})
-        check_encoder_args(cell, hidden_size, num_layers, dropout, options)
+        check_encoder_args(cell, hidden_size, num_layers, dropout, options, init, init_scale)
         self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -127,6 +159,10 @@ class RecurrentEncoder(nn.Module):
             layers.extend(build_cell(cell, size, hidden_size, **options) for _ in range(self.num_directions))
         self.layers = nn.ModuleList(layers)
         self.drop = nn.Dropout(dropout)
+        if init == "uniform":
+            uniform_init_(self.layers, init_scale)
+        self.init = init
+        self.init_scale = init_scale
 
     @property
     def output_size(self) -> int:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
 from zoo.cells import detach_state
+from zoo.encoder import uniform_init_
 from zoo.tasks._common import (
     EncoderArg,
     check_at_least,
@@ -79,6 +80,8 @@ class LanguageModel(L.LightningModule):
     Args:
         encoder: an ``EncoderConfig`` (or dict) built with ``input_size=embedding_dim``, unidirectional; or a
             ready module with ``output_size`` and ``step`` (then ``load_from_checkpoint(path, encoder=...)``).
+            With the config's ``init: uniform``, the embedding and decoder are drawn from the same
+            U(-init_scale, init_scale) as the cells: every weight of the model, as Zaremba et al. 2014.
         vocab_size: size of the vocabulary (link from the data module).
         embedding_dim: size of each token's embedding.
         tie_weights: share the embedding matrix with the decoder.
@@ -128,6 +131,10 @@ class LanguageModel(L.LightningModule):
             self.decoder.weight = self.embedding.weight
         else:
             self.decoder = nn.Linear(out_size, vocab_size)
+        if encoder_config is not None and encoder_config.get("init") == "uniform":
+            # Zaremba et al. 2014 draw ALL weights uniformly, not only the recurrent ones
+            for part in (self.embedding, self.projection, self.decoder):
+                uniform_init_(part, float(encoder_config["init_scale"]))
         self.example_input_array = torch.zeros(2, 8, dtype=torch.long)
         self._carried: dict[str, Any] = {}
         self.ppl = nn.ModuleDict({f"{stage}_ppl": Perplexity() for stage in ("train", "val", "test")})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,6 +112,22 @@ class MLflowSaveConfigCallback(SaveConfigCallback):
         if stage_name != "fit":
             name = f"{Path(name).stem}_{stage_name}{Path(name).suffix}"
         logger.experiment.log_text(logger.run_id, text, name)
+        set_provenance_tags(logger, stage_name, trainer.strategy.root_device)
+
+
+def set_provenance_tags(logger: MLFlowLogger, stage: str, device: torch.device | None = None) -> None:
+    """Tag the run with the command of ``stage``, the recipe, the commit and the machine.
+
+    A fit resumed from a checkpoint into its run keeps the fit command and recipe that created the run.
+    """
+    from zoo.tracking.provenance import TAG_COMMAND, TAG_RECIPE, run_tags
+
+    client, run_id = logger.experiment, logger.run_id
+    existing = client.get_run(run_id).data.tags
+    kept = (TAG_RECIPE, TAG_COMMAND.format(stage="fit"))
+    for key, value in run_tags(stage, device).items():
+        if key not in existing or key not in kept:
+            client.set_tag(run_id, key, value)
 
 
 def _first_batch(trainer: L.Trainer) -> Any:
@@ -190,9 +207,11 @@ class RunInfoCallback(Callback):
 
     def __init__(self, log_plots: bool = True) -> None:
         self.log_plots = log_plots
+        self._started = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Log run facts and the tokenizer."""
+        self._started = time.monotonic()
         logger = find_mlflow_logger(trainer)
         if logger is None or not trainer.is_global_zero:
             return
@@ -213,9 +232,15 @@ class RunInfoCallback(Callback):
                 client.log_artifact(run_id, str(Path(tmp) / "tokenizer.json"))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Log the plots."""
+        """Log the fit's wall time and the plots."""
+        from zoo.tracking.provenance import FIT_SECONDS
+
         logger = find_mlflow_logger(trainer)
-        if logger is None or not trainer.is_global_zero or not self.log_plots:
+        if logger is None or not trainer.is_global_zero:
+            return
+        seconds = time.monotonic() - self._started
+        logger.experiment.log_metric(logger.run_id, FIT_SECONDS, seconds, step=trainer.global_step)
+        if not self.log_plots:
             return
         from zoo.tracking.plots import gate_heatmap, learning_curves
 

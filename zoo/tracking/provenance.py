@@ -1,0 +1,100 @@
+"""Where a run came from: the command, the recipe, the code's commit and the machine, as MLflow tags.
+
+``zoo fit/validate/test`` set these on their MLflow run (through ``MLflowSaveConfigCallback``), so that a
+result exported from the store names what made it (``benchmarks/results.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+TAG_RECIPE = "zoo.recipe"
+TAG_COMMAND = "zoo.command.{stage}"
+TAG_COMMIT = "zoo.git_commit"
+TAG_MACHINE = "zoo.machine"
+#: Metric logged at the end of every ``fit`` (one value per fit, so a resumed run holds several).
+FIT_SECONDS = "fit_seconds"
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The ``zoo`` command that is running, quoted for a shell (``sys.argv`` after the program name)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join(["zoo", *args])
+
+
+def recipe_name(argv: Sequence[str] | None = None) -> str | None:
+    """The command's last ``-c``/``--config``: a bundled recipe's name (``lm/ptb-lstm``), else the path."""
+    from zoo.cli import recipes_root
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    found = None
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    if found is None:
+        return None
+    path = Path(found)
+    try:
+        return path.resolve().relative_to(recipes_root().resolve()).with_suffix("").as_posix()
+    except (ValueError, OSError):
+        return found
+
+
+def git_commit(folder: Path | None = None) -> str | None:
+    """The commit of the git checkout holding the zoo's code (``-dirty`` with uncommitted changes)."""
+    where = str(folder or Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(
+            ["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None  # an installed wheel, or no git
+    return f"{head}-dirty" if dirty else head or None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(device: torch.device | None = None) -> str:
+    """One line: CPU model and cores (and the GPU when the run used one), torch version, OS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"{cpu_model()}, {cores} cores"
+    if device is not None and device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)}"
+    return f"{text}; torch {torch.__version__}; {platform.system()}"
+
+
+def run_tags(stage: str, device: torch.device | None = None) -> dict[str, str]:
+    """The provenance tags of a run at ``stage`` (``fit``, ``test``, ...); empty values are left out."""
+    tags = {
+        TAG_COMMAND.format(stage=stage): command_line(),
+        TAG_RECIPE: recipe_name(),
+        TAG_COMMIT: git_commit(),
+        TAG_MACHINE: machine_description(device),
+    }
+    return {k: v for k, v in tags.items() if v}
