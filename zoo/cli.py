@@ -24,9 +24,10 @@ from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger, MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from zoo._malloc import tune_malloc_for_training
-from zoo.errors import ZooConfigError, ZooError
+from zoo.errors import DataValidationError, ZooConfigError, ZooError
 from zoo.nonfinite import NonFiniteGuard
 from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
 from zoo.tracking.logger import ZooMLFlowLogger
@@ -199,6 +200,36 @@ class ZooCheckpoint(ModelCheckpoint):
     def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
         self._last_written_step = trainer.global_step
         super()._save_last_checkpoint(trainer, monitor_candidates)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """On SIGTERM, write ``last.ckpt`` before the process ends; on SIGTERM or Ctrl-C the MLflow run ends
+        ``KILLED`` rather than ``FAILED``.
+
+        Lightning raises its ``SIGTERMException`` between two training batches, so the state is whole there;
+        a Ctrl-C can land inside a step, so it writes nothing (the last periodic checkpoint stands).
+        """
+        super().on_exception(trainer, pl_module, exception)
+        if not isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, ZooMLFlowLogger):
+                logger.interrupted = True
+        if (
+            isinstance(exception, SIGTERMException)
+            and self.save_last
+            and trainer.state.fn == "fit"
+            and not trainer.sanity_checking
+            and self._last_written_step != trainer.global_step
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.is_global_zero and self.last_model_path:
+            cause = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+            print(
+                f"\nzoo: stopped by {cause} at step {trainer.global_step}; the last checkpoint is "
+                f"{self.last_model_path}. Continue the run with the same command and --ckpt_path last.",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # -- how a file is written -------------------------------------------------------------------------
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
@@ -553,13 +584,18 @@ class ZooCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except Exception as err:
+            # jsonargparse wraps an error of the data module's __init__ in a "Union subtypes" report. When
+            # the data module failed, no size was linked and a missing-sizes hint would mislead; when it
+            # was built, sizes it lacks are the likelier cause of the model's error.
             cause = zoo_error_in(err)
-            if cause is not None:
-                # jsonargparse wraps an error of the data module's __init__ in a "Union subtypes" report
+            data_failed = isinstance(cause, DataValidationError) or not self._provided
+            if cause is not None and data_failed:
                 raise cause from None
             hint = missing_sizes_hint(config, self._provided)
             if hint:
                 raise ZooConfigError(f"{hint}\n(the model failed with: {err})") from err
+            if cause is not None:
+                raise cause from None
             raise
         check_conflicts(self._explicit, self._provided)
 
@@ -1016,6 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingServerUnreachable as err:
         print(f"zoo: error: {err}", file=sys.stderr)
         return 2
+    except SIGTERMException:
+        return 128 + 15  # what a shell reports for a process ended by SIGTERM; Lightning's exception says 0
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -100,7 +100,8 @@ def test_last_ckpt_holds_the_last_epoch_when_the_best_is_earlier(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_fit_killed_mid_epoch_resumes_to_the_same_weights_run_and_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_fit_killed_mid_epoch_resumes_to_the_same_weights_run_and_folder(tmp_path: Path, stop: int) -> None:
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     reference.mkdir(), crashed.mkdir()
     every = ("--checkpoint.last_every_n_train_steps", "7")  # 7 does not divide the 40 steps of an epoch
@@ -121,12 +122,20 @@ def test_fit_killed_mid_epoch_resumes_to_the_same_weights_run_and_folder(tmp_pat
     deadline = time.monotonic() + 120
     while step_of(last) < STEPS_PER_EPOCH + 7 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(stop)
     _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{err[-3000:]}"
-    killed_at = step_of(last)
-    assert 0 < killed_at < EPOCHS * STEPS_PER_EPOCH and killed_at % STEPS_PER_EPOCH, killed_at
     run_id = json.loads((last.parent / "mlflow_run.json").read_text())["run_id"]
+    killed_at = step_of(last)
+    if stop == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{err[-3000:]}"
+        assert 0 < killed_at < EPOCHS * STEPS_PER_EPOCH and killed_at % STEPS_PER_EPOCH, killed_at
+    else:
+        # stopped between two batches: last.ckpt is written there, the run is KILLED, the exit status 143
+        assert proc.returncode == 128 + signal.SIGTERM, f"the run ended before SIGTERM:\n{err[-3000:]}"
+        assert f"zoo: stopped by SIGTERM at step {killed_at}" in err, err[-3000:]
+        assert "--ckpt_path last" in err
+        assert run_status(crashed, run_id) == "KILLED"
+        assert STEPS_PER_EPOCH + 7 <= killed_at < EPOCHS * STEPS_PER_EPOCH, killed_at
 
     resumed = run_zoo("fit", *TINY, *every, "--ckpt_path", "last", cwd=crashed)
     assert resumed.returncode == 0, resumed.output
@@ -153,6 +162,9 @@ def test_fit_killed_mid_epoch_resumes_to_the_same_weights_run_and_folder(tmp_pat
         # Lightning logs `epoch` with both the training and the validation metrics of an epoch's last step
         if key != "epoch":
             assert len(steps) == len(set(steps)), f"{key} logged twice at a step: {steps}"
+    # wall time is the one metric a resumed run must not share with an uninterrupted one
+    for timed in (history, ref_history):
+        assert timed.pop("fit_seconds")
     assert history == ref_history
 
 

@@ -107,6 +107,13 @@ class ZooMLFlowLogger(MLFlowLogger):
             }
         return self._logged_steps
 
+    #: Set when the fit was stopped by SIGTERM or Ctrl-C: the run then ends ``KILLED``, not ``FAILED``.
+    interrupted: bool = False
+
+    def finalize(self, status: str = "success") -> None:
+        """End the MLflow run: ``FINISHED``, ``FAILED``, or ``KILLED`` after an interruption."""
+        super().finalize("KILLED" if status == "failed" and self.interrupted else status)
+
     @property
     def tracking_uri(self) -> str:
         """The resolved tracking URI this logger writes to."""
