@@ -1,4 +1,4 @@
-"""Hand-written kernels (zoo.cells._kernels) against plain autograd loops of the same equations.
+"""Hand-written kernels (zoo.cells.kernels) against plain autograd loops of the same equations.
 
 Float64, tiny sizes: outputs, final states and every gradient equal the autograd loop's to 1e-10,
 ``torch.autograd.gradcheck`` passes, with and without a length mask, batch-first and time-major, from a
@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from zoo.cells import _kernels as K
+from zoo.cells import kernels as K
+from zoo.cells.kernels import layer_norm, linear, minimal, reset_after, reset_before, scaffold
 
 B, T, H = 3, 5, 4
 F64 = torch.float64
@@ -38,58 +39,58 @@ Case = tuple[Callable[[bool], tuple[torch.Tensor | None, ...]], Callable[..., ob
 CASES: dict[str, Case] = {
     "gru": (
         lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), _r(3 * H)),
-        K._GRUResetAfter.apply,
+        reset_after._GRUResetAfter.apply,
         K.gru_reset_after_loop,
     ),
     "gru_nobias": (
         lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), None),
-        K._GRUResetAfter.apply,
+        reset_after._GRUResetAfter.apply,
         K.gru_reset_after_loop,
     ),
     "ln_gru": (
         lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), _r(3 * H), _r(3 * H)),
-        K._LNGRU.apply,
+        layer_norm._LNGRU.apply,
         K.ln_gru_loop,
     ),
     "ln_gru_nobias": (
         lambda bf: (_seq(3, bf), _r(B, H), _r(3 * H, H), _r(3 * H), None),
-        K._LNGRU.apply,
+        layer_norm._LNGRU.apply,
         K.ln_gru_loop,
     ),
     "gru_cho": (
         lambda bf: (_seq(3, bf), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
-        K._GRUResetBefore.apply,
+        reset_before._GRUResetBefore.apply,
         K.gru_reset_before_loop,
     ),
     "gru1": (
         lambda bf: (_seq(1, bf), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
-        K._GRUResetBefore.apply,
+        reset_before._GRUResetBefore.apply,
         K.gru_reset_before_loop,
     ),
     "gru2": (
         lambda bf: (_seq(1, bf), _r(B, H), _r(H, H), None, _r(2 * H, H), None),
-        K._GRUResetBefore.apply,
+        reset_before._GRUResetBefore.apply,
         K.gru_reset_before_loop,
     ),
     "gru3": (
         lambda bf: (_seq(1, bf), _r(B, H), _r(H, H), _r(H), None, _r(2 * H)),
-        K._GRUResetBefore.apply,
+        reset_before._GRUResetBefore.apply,
         K.gru_reset_before_loop,
     ),
     "mgu": (
         lambda bf: (_seq(2, bf), _r(B, H), _r(H, H), _r(H), _r(H, H), _r(H)),
-        K._MGU.apply,
+        minimal._MGU.apply,
         K.mgu_loop,
     ),
-    "indrnn": (lambda bf: (_seq(1, bf), _r(B, H), _r(H)), K._IndRNN.apply, K.indrnn_loop),
+    "indrnn": (lambda bf: (_seq(1, bf), _r(B, H), _r(H)), linear._IndRNN.apply, K.indrnn_loop),
     "linear": (
         lambda bf: (_seq(1, bf, positive=True), _seq(1, bf), _r(B, H)),
-        K._LinearRecurrence.apply,
+        linear._LinearRecurrence.apply,
         K.linear_recurrence_loop,
     ),
     "min_gru": (
         lambda bf: (_seq(1, bf), _seq(1, bf), _r(B, H)),
-        K._MinGRU.apply,
+        linear._MinGRU.apply,
         K.min_gru_loop,
     ),
 }
@@ -126,7 +127,7 @@ def test_kernel_equals_autograd_loop(name: str, batch_first: bool, masked: bool)
 @pytest.mark.parametrize("name", list(CASES))
 def test_blocked_backward_across_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 2 steps over T=5: the per-block factors and weight gradients join up exactly."""
-    monkeypatch.setattr(K, "_CHUNK", 2)
+    monkeypatch.setattr(scaffold, "CHUNK", 2)
     for batch_first, masked in [(True, True), (False, False)]:
         test_kernel_equals_autograd_loop(name, batch_first, masked)
 
@@ -258,7 +259,7 @@ def test_blocked_kernels_partial_gradients(
 ) -> None:
     """Forward and backward blocked in steps of ``chunk`` over T=5 (a last, shorter block; a boundary
     inside the sequence), masked, with only some arguments needing a gradient: equal to the loop."""
-    monkeypatch.setattr(K, "_CHUNK", chunk)
+    monkeypatch.setattr(scaffold, "CHUNK", chunk)
     torch.manual_seed(4)
     _, kernel, loop = CASES[name]
     args = build()
@@ -286,7 +287,7 @@ def test_min_gru_packed_equals_loop(
 ) -> None:
     """The packed-projection minGRU kernel: outputs and the gradients of ``[k, h~]`` and ``h0`` (one
     buffer in the projection's layout) equal the loop's over the two halves."""
-    monkeypatch.setattr(K, "_CHUNK", chunk)
+    monkeypatch.setattr(scaffold, "CHUNK", chunk)
     torch.manual_seed(5)
     proj, h0 = _seq(2, batch_first), _r(B, H)
     mask = _mask(batch_first) if masked else None

@@ -278,7 +278,7 @@ def run_kernel(kernel: Callable[..., _Out], proj: Tensor, h0: Tensor, *args: Any
     """``kernel(proj, h0, *args)`` in the state's precision with autocast off, as ``LoopLayer`` runs its loop.
 
     Under bf16 autocast ``proj`` (the input projection) arrives in bf16; the hand-written kernels of
-    ``zoo.cells._kernels`` take float32/float64 only, and the recurrence runs in the state's precision.
+    ``zoo.cells.kernels`` take float32/float64 only, and the recurrence runs in the state's precision.
     """
     device_type = proj.device.type
     if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells._fused import FusedLayer
-from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
 from zoo.cells.base import Gates, State, run_kernel, uniform_
+from zoo.cells.kernels import gru_reset_before, layer_inputs
 from zoo.cells.registry import register_cell
 
 CHO_2014 = "Cho et al. 2014, Learning Phrase Representations using RNN Encoder-Decoder, arXiv:1406.1078"
@@ -104,7 +104,7 @@ class GRUCho(PreparedLoopLayer):
         return u_rz.t(), u_n.t()
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
+        # the hand-written kernel (zoo.cells.kernels) where it applies; the step loop otherwise
         inputs = layer_inputs(self, x, state, lengths)
         if inputs is None:
             return super()._forward(x, state, lengths)

@@ -12,9 +12,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
 from zoo.cells.base import Gates, State, run_kernel, uniform_
+from zoo.cells.kernels import gru_reset_before, layer_inputs
 from zoo.cells.registry import register_cell
 
 DEY_SALEM_2017 = (
@@ -57,7 +57,7 @@ class _GateVariantGRU(PreparedLoopLayer):
         return nn.functional.linear(x, self.weight_ih, self.bias[-self.hidden_size :])
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
+        # the hand-written kernel (zoo.cells.kernels) where it applies; the step loop otherwise
         inputs = layer_inputs(self, x, state, lengths)
         if inputs is None:
             return super()._forward(x, state, lengths)

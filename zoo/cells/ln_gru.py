@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.cells._kernels import layer_inputs, ln_gru
 from zoo.cells.base import Gates, LoopLayer, State, run_kernel
+from zoo.cells.kernels import layer_inputs, ln_gru
 from zoo.cells.registry import register_cell
 
 BA_2016 = "Ba, Kiros & Hinton 2016, Layer Normalization, arXiv:1607.06450 (GRU form of haste's LayerNormGRU)"
@@ -64,7 +64,7 @@ class LayerNormGRU(LoopLayer):
         return F.layer_norm(F.linear(x, self.weight_ih), (3 * self.hidden_size,), self.gamma_ih, self.bias_ih)
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
+        # the hand-written kernel (zoo.cells.kernels) where it applies; the step loop otherwise
         inputs = layer_inputs(self, x, state, lengths)
         if inputs is None:
             return super()._forward(x, state, lengths)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import layer_inputs, mgu
 from zoo.cells._prepared import PreparedLoopLayer
 from zoo.cells.base import Gates, State, run_kernel, uniform_
+from zoo.cells.kernels import layer_inputs, mgu
 from zoo.cells.registry import register_cell
 
 ZHOU_2016 = "Zhou, Wu, Zhang & Zhou 2016, Minimal Gated Unit for Recurrent Neural Networks, arXiv:1603.09420"
@@ -56,7 +56,7 @@ class MGU(PreparedLoopLayer):
         return u_f.t(), u_h.t()
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
+        # the hand-written kernel (zoo.cells.kernels) where it applies; the step loop otherwise
         inputs = layer_inputs(self, x, state, lengths)
         if inputs is None:
             return super()._forward(x, state, lengths)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import layer_inputs, linear_recurrence, min_gru_packed
 from zoo.cells._scan import MODES, linear_scan
 from zoo.cells.base import Gates, RecurrentLayer, State, run_kernel, step_mask
+from zoo.cells.kernels import layer_inputs, linear_recurrence, min_gru_packed
 from zoo.cells.registry import register_cell
 
 FENG_2024 = "Feng et al. 2024, Were RNNs All We Needed?, arXiv:2410.01201"
@@ -95,7 +95,7 @@ class _MinRNN(RecurrentLayer):
         return h, new_state, gates
 
     def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The sequential recurrence as one hand-written autograd Function (``zoo.cells._kernels``)."""
+        """The sequential recurrence as one hand-written autograd Function (``zoo.cells.kernels``)."""
         a, b, _ = self.coefficients(proj)
         return linear_recurrence(a, b, h0, mask)
 

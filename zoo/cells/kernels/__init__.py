@@ -1,0 +1,81 @@
+"""Hand-written forward/backward kernels for the recurrences of the GRU family, on CPU and CUDA.
+
+Each recurrence is a ``torch.autograd.Function`` whose forward runs the time loop doing only the
+per-step recurrent matmul and element-wise math into preallocated buffers (no autograd nodes per
+step), and whose backward is written by hand: a reverse-time loop for the recurrent part, and the
+recurrent weight gradient as large matmuls over many steps (all of them, or blocks of
+:data:`scaffold.CHUNK` steps whose buffers are reused and stay in cache). The input projections are
+computed by the caller for every step at once, so their gradients (``W``, ``x``) are one matmul each
+as well. Factors of the backward that do not depend on the incoming gradient (sigmoid/tanh
+derivatives, masks) are computed vectorised over all steps or over a block, so the reverse loop is 2
+to 8 ops per step. Two things measured to matter on CPU: torch's ``tanh`` costs about four sigmoids
+(the kernels use ``2σ(2x) − 1``), and with glibc's default ``malloc`` every fresh ``[T, B, H]``
+buffer page-faults in, so the kernels allocate few of them.
+
+Kernels: reset-after GRU (``gru_reset_after``, torch's ``nn.GRU``), its layer-normalised form
+(``ln_gru``), reset-before GRU and its gate variants (``gru_reset_before``), MGU (``mgu``), IndRNN
+(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``, ``min_gru_packed``).
+
+Conventions shared by every kernel:
+
+- ``gi`` holds the input-side pre-activations for every step (``x W^T + b``), ``[B, T, k*H]`` when
+  ``batch_first`` (the default) or ``[T, B, k*H]``; blocks are in the order the docstring names.
+- ``h0`` is ``[B, H]``; recurrent weights are ``[rows, H]`` as in ``nn.Linear`` (``h @ U^T``).
+- ``mask`` (optional) is boolean ``[B, T, 1]`` (``[T, B, 1]`` when not ``batch_first``), true on real
+  steps: a padding step keeps the state and outputs zero (``zoo.cells.base.step_mask`` builds it).
+- Every function returns ``(output, h_T)``: ``output`` ``[B, T, H]`` (``[T, B, H]``), contiguous, and
+  the state after each sequence's last real step.
+
+Each public function dispatches: the kernel when :func:`kernels_enabled` says so (CPU, float32 or
+float64, no ``torch.func`` transform, not being compiled or scripted), else a plain autograd loop of the
+same equations (``*_loop``), which also serves as the reference. The kernels' backward is not itself
+differentiable: for double backward (``gradgradcheck``, some meta-learning) turn them off with
+``use_kernels(False)`` or ``ZOO_KERNELS=0``. ``torch.func.functional_call`` works with them.
+
+A ``LoopLayer`` uses one in its ``_forward`` (``forward_with_gates`` keeps the step loop)::
+
+    def _forward(self, x, state, lengths):
+        if not kernels_enabled(x, state, *self.parameters()):
+            return super()._forward(x, state, lengths)
+        h0 = state if state is not None else x.new_zeros(x.size(0), self.hidden_size)
+        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+        return mgu(self.project(x), h0, u_f, c_f, u_h, c_h, mask)
+"""
+
+from __future__ import annotations
+
+from zoo.cells.kernels.layer_norm import ln_gru, ln_gru_loop
+from zoo.cells.kernels.linear import (
+    indrnn,
+    indrnn_loop,
+    linear_recurrence,
+    linear_recurrence_loop,
+    min_gru,
+    min_gru_loop,
+    min_gru_packed,
+)
+from zoo.cells.kernels.minimal import mgu, mgu_loop
+from zoo.cells.kernels.policy import kernels_enabled, layer_inputs, use_kernels
+from zoo.cells.kernels.reset_after import gru_reset_after, gru_reset_after_loop
+from zoo.cells.kernels.reset_before import gru_reset_before, gru_reset_before_loop
+
+__all__ = [
+    "gru_reset_after",
+    "gru_reset_after_loop",
+    "gru_reset_before",
+    "gru_reset_before_loop",
+    "indrnn",
+    "indrnn_loop",
+    "kernels_enabled",
+    "layer_inputs",
+    "linear_recurrence",
+    "linear_recurrence_loop",
+    "ln_gru",
+    "ln_gru_loop",
+    "mgu",
+    "mgu_loop",
+    "min_gru",
+    "min_gru_loop",
+    "min_gru_packed",
+    "use_kernels",
+]

@@ -1,0 +1,248 @@
+"""Reset-before GRU (Cho et al. 2014 v3, ``gru_cho``) and its gate variants ``gru1/2/3``
+(Dey & Salem 2017): kernel and reference loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from zoo.cells.kernels import scaffold
+from zoo.cells.kernels.scaffold import (
+    autograd_loop,
+    check_inputs,
+    dispatch,
+    finish_forward,
+    forward_loop,
+    grad_of_output,
+    repeat_rows,
+    reverse_loop,
+    tanh_of_half_,
+    time_major,
+    time_major_inputs,
+)
+
+# -- (b) reset-before GRU (Cho 2014 v3) and its slim variants (Dey & Salem 2017) ----------------------
+
+
+def _gate_input(gi_g: Tensor | None, bias: Tensor | None, like: Tensor, rows: int) -> Tensor:
+    """Input-side part of a gate pre-activation for all steps: ``gi_g + bias`` (either may be absent)."""
+    time, batch = like.shape[0], like.shape[1]
+    # always a fresh tensor: the callers write into it in place (``sigmoid_``, accumulation). Not
+    # ``expand(...).contiguous()``: at B = T = 1 the expanded bias is contiguous already, and that
+    # returned the parameter itself.
+    if gi_g is None:
+        base = like.new_zeros(rows) if bias is None else bias
+        return base.expand(time, batch, rows).clone(memory_format=torch.contiguous_format)
+    return gi_g + bias if bias is not None else gi_g.clone(memory_format=torch.contiguous_format)
+
+
+class _GRUResetBefore(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        gi: Tensor,
+        h0: Tensor,
+        weight_n: Tensor,
+        bias_n: Tensor | None,
+        weight_gates: Tensor | None,
+        bias_gates: Tensor | None,
+        mask: Tensor | None,
+        batch_first: bool,
+    ) -> tuple[Tensor, Tensor]:
+        mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
+        time, batch, width = gi_tm.shape
+        hid = h0.size(1)
+        gates_in = width == 3 * hid
+        gi_n = gi_tm[..., 2 * hid :] if gates_in else gi_tm
+        gates_x = gi_tm[..., : 2 * hid] if gates_in else None
+        # input-side terms that the per-step matmuls start from (``out=``, no whole-sequence copy)
+        n_in = gi_n if bias_n is None else gi_n + bias_n
+        n_in_l = n_in.unbind(0)
+        n = gi.new_empty(time, batch, hid)
+        if weight_gates is None:  # constant or input-only gates (gru3): finished for all steps here
+            rz = _gate_input(gates_x, bias_gates, gi_tm, 2 * hid).sigmoid_()
+            g_in: Tensor | None = None
+        else:
+            rz = gi.new_empty(time, batch, 2 * hid)
+            g_in = repeat_rows(bias_gates, batch) if gates_x is None else gates_x
+            if gates_x is not None and bias_gates is not None:
+                g_in = gates_x + bias_gates
+        g_in_l = g_in.unbind(0) if g_in is not None and g_in.dim() == 3 else None
+        rh = gi.new_empty(time, batch, hid)
+        un_t = weight_n.t()
+        ug_t = weight_gates.t() if weight_gates is not None else None
+        # per-step views made once (a view costs about as much Python time as a small op)
+        rz_l, rh_l, n_l = rz.unbind(0), rh.unbind(0), n.unbind(0)
+        r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
+        minus_one = gi.new_full((), -1.0)
+
+        def step(t: int, h: Tensor, out: Tensor) -> None:
+            if ug_t is not None:
+                a = rz_l[t]
+                if g_in is None:
+                    torch.mm(h, ug_t, out=a)
+                else:
+                    torch.addmm(g_in if g_in_l is None else g_in_l[t], h, ug_t, out=a)
+                a.sigmoid_()
+            rh_t = rh_l[t]
+            torch.mul(r_l[t], h, out=rh_t)
+            nt = n_l[t]
+            torch.addmm(n_in_l[t], rh_t, un_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            tanh_of_half_(nt, minus_one)
+            torch.lerp(nt, h, z_l[t], out=out)
+
+        hs = forward_loop(h0, n, mask_tm, step)
+        ctx.save_for_backward(weight_n, weight_gates)
+        ctx.flags = (gates_in, bias_n is not None, bias_gates is not None)
+        return finish_forward(ctx, hs, mask_tm, batch_first, rz, rh, n)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
+        weight_n, weight_gates = ctx.saved_tensors
+        hs, mask, rz, rh, n = ctx.buffers
+        bf = ctx.batch_first
+        gates_in, has_bn, has_bg = ctx.flags
+        time, batch, hid = n.shape
+        go = grad_of_output(grad_out, n, mask, bf)
+        hp = hs[:time]
+        r, z = rz[..., :hid], rz[..., hid:]
+        keep = z if mask is None else torch.where(mask, z, 1.0)
+        needs = ctx.needs_input_grad
+        # Blocked: the factors, the slots [dr, dz, dn] and the weight gradients of CHUNK steps at a
+        # time live in small buffers reused block after block (in cache, never page-faulted afresh);
+        # only the input gradient is a whole-sequence buffer, written in the caller's layout.
+        q = n.new_empty(scaffold.CHUNK, batch, 2, hid)
+        a_r = n.new_empty(scaffold.CHUNK, batch, hid)
+        d = n.new_empty(scaffold.CHUNK, batch, 3, hid)
+        drh = n.new_empty(scaffold.CHUNK, batch, hid)
+        width = 3 * hid if gates_in else hid
+        g_gi = n.new_empty((batch, time, width) if bf else (time, batch, width)) if needs[0] else None
+        g_gi_tm = time_major(g_gi, bf)
+        g_un = n.new_zeros(hid, hid) if needs[2] else None
+        g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
+        d_sum = n.new_zeros(3 * hid)
+        q_l, drh_l, ar_l = q.unbind(0), drh.unbind(0), a_r.unbind(0)
+        r_l = r.unbind(0)
+        base = [0]
+
+        def chunk(lo: int, hi: int, before: bool) -> None:
+            k = hi - lo
+            if before:
+                base[0] = lo
+                h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+                q0, q1 = q[:k, :, 0], q[:k, :, 1]
+                torch.addcmul(z_c, z_c, z_c, value=-1, out=a_r[:k])  # z (1 - z), a_r as scratch
+                torch.sub(h_c, n_c, out=q0).mul_(a_r[:k])  # d h / d z-pre
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q1)
+                q1.addcmul_(q1, z_c, value=-1)  # d h / d n-pre = (1 - n²)(1 - z)
+                torch.addcmul(r_c, r_c, r_c, value=-1, out=a_r[:k]).mul_(h_c)  # d (r h) / d r-pre
+                if mask is not None:
+                    q[:k].mul_(mask[lo:hi].unsqueeze(-1))
+                return
+            if weight_gates is None:
+                torch.mul(drh[:k], a_r[:k], out=d[:k, :, 0])
+            d_flat = d[:k].view(k * batch, 3 * hid)
+            if g_un is not None:
+                g_un.addmm_(d_flat[:, 2 * hid :].t(), rh[lo:hi].reshape(k * batch, hid))
+            if g_ug is not None:
+                g_ug.addmm_(d_flat[:, : 2 * hid].t(), hp[lo:hi].reshape(k * batch, hid))
+            d_sum.add_(d_flat.sum(0))
+            if g_gi_tm is not None:
+                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 3 * hid) if gates_in else d[:k, :, 2])
+
+        # per-step views of the slots made once (d is reused block after block)
+        dzn_l, dn_l, dr_l = d[:, :, 1:].unbind(0), d[:, :, 2].unbind(0), d[:, :, 0].unbind(0)
+        drz_l = [v.view(batch, 2 * hid) for v in d[:, :, :2].unbind(0)]
+
+        def step(t: int, dh: Tensor, acc: Tensor) -> None:
+            i = t - base[0]
+            drh_i = drh_l[i]
+            torch.mul(dh.unsqueeze(1), q_l[i], out=dzn_l[i])
+            torch.mm(dn_l[i], weight_n, out=drh_i)
+            acc.addcmul_(drh_i, r_l[t])
+            if weight_gates is not None:
+                torch.mul(drh_i, ar_l[i], out=dr_l[i])
+                acc.addmm_(drz_l[i], weight_gates)
+
+        dh0 = reverse_loop(go, grad_ht, keep, step, chunk)
+        return (
+            g_gi,
+            dh0 if needs[1] else None,
+            g_un,
+            d_sum[2 * hid :] if has_bn and needs[3] else None,
+            g_ug,
+            d_sum[: 2 * hid] if has_bg and needs[5] else None,
+            None,
+            None,
+        )
+
+
+def gru_reset_before_loop(
+    gi: Tensor,
+    h0: Tensor,
+    weight_n: Tensor,
+    bias_n: Tensor | None = None,
+    weight_gates: Tensor | None = None,
+    bias_gates: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Plain autograd loop of :func:`gru_reset_before` (the fallback and the reference)."""
+    mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
+    hid = h0.size(1)
+    gates_in = gi_tm.size(-1) == 3 * hid
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
+        pre = g[:, : 2 * hid] if gates_in else torch.zeros_like(g[:, :1]).expand(-1, 2 * hid)
+        if weight_gates is not None:
+            pre = pre + torch.nn.functional.linear(h, weight_gates)
+        if bias_gates is not None:
+            pre = pre + bias_gates
+        r, z = torch.sigmoid(pre).chunk(2, -1)
+        xn = g[:, 2 * hid :] if gates_in else g
+        cand = torch.tanh(xn + torch.nn.functional.linear(r * h, weight_n, bias_n))
+        return (1 - z) * cand + z * h
+
+    return autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
+
+
+def gru_reset_before(
+    gi: Tensor,
+    h0: Tensor,
+    weight_n: Tensor,
+    bias_n: Tensor | None = None,
+    weight_gates: Tensor | None = None,
+    bias_gates: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    batch_first: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Reset-before GRU (``gru_cho``) and its gate variants ``gru1/2/3``, keep convention.
+
+    ``r, z = σ([gi_rz] + [h U_g^T] + [b_g])`` (each term optional); ``n = tanh(gi_n + (r ⊙ h) U_n^T + b_n)``;
+    ``h = (1 − z) ⊙ n + z ⊙ h``. ``gru_cho``: ``gi`` ``3H`` wide (blocks ``r, z, n``) with
+    ``weight_gates``; ``gru1``: ``gi`` ``H`` wide (``n`` only), ``weight_gates`` and ``bias_gates``;
+    ``gru2``: ``weight_gates`` only; ``gru3``: ``bias_gates`` only (constant gates).
+
+    Args:
+        gi: input pre-activations, ``[B, T, 3H]`` (gates and candidate) or ``[B, T, H]`` (candidate only).
+        h0: initial state ``[B, H]``.
+        weight_n: candidate's recurrent weight ``U_n`` ``[H, H]``.
+        bias_n: candidate's bias (added once; leave ``None`` if ``gi`` already has it).
+        weight_gates: ``U_g`` ``[2H, H]`` (rows ``r, z``) or ``None``.
+        bias_gates: gate bias ``[2H]`` or ``None``.
+        mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        batch_first: layout of ``gi``, ``mask`` and the output.
+
+    Returns:
+        ``(output [B, T, H], h_T [B, H])``.
+    """
+    hid = h0.size(-1) if h0.dim() == 2 else 0
+    check_inputs(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, batch_first, mask)
+    args = (gi, h0, weight_n, bias_n, weight_gates, bias_gates)
+    return dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask, batch_first)
