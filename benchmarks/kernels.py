@@ -109,7 +109,6 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     u3, c3 = _params((3 * H, H), (3 * H,))
     ug, cg, un, cn = _params((2 * H, H), (2 * H,), (H, H), (H,))
     uf, cf, uh, ch = _params((H, H), (H,), (H, H), (H,))
-    (uv,) = _params((H,))
     cases: dict[str, Step] = {}
 
     def nn_gru() -> None:
@@ -119,10 +118,6 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     def nn_lstm() -> None:
         out, (h, _) = lstm(x, (h0.unsqueeze(0), h0.unsqueeze(0)))
         _backward(out, h)
-
-    def gru_k() -> None:
-        gi = nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
-        _backward(*K.gru_reset_after(gi, h0, gru.weight_hh_l0, gru.bias_hh_l0))
 
     def cho() -> None:
         _backward(*K.gru_reset_before(nn.functional.linear(x, w3, b3), h0, un, cn, ug, cg))
@@ -145,17 +140,13 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     def mgu() -> None:
         _backward(*K.mgu(nn.functional.linear(x, w2, b2), h0, uf, cf, uh, ch))
 
-    def indrnn() -> None:
-        _backward(*K.indrnn(nn.functional.linear(x, w1, b1), h0, uv))
-
     def min_gru() -> None:
         k, hh = nn.functional.linear(x, w2, b2).chunk(2, -1)
         z = torch.sigmoid(k)
         _backward(*K.linear_recurrence(1 - z, z * hh, h0))
 
     def min_gru_fused() -> None:
-        k, hh = nn.functional.linear(x, w2, b2).chunk(2, -1)
-        _backward(*K.min_gru(k, hh, h0))
+        _backward(*K.min_gru_packed(nn.functional.linear(x, w2, b2), h0))
 
     def min_gru_scan() -> None:
         _backward(*_min_gru_scan(x, w2, b2))
@@ -163,14 +154,12 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     cases["nn.GRU"] = nn_gru
     cases["nn.LSTM"] = nn_lstm
     for name, fn in [
-        ("gru", gru_k),
         ("gru_cho", cho),
         ("gru1", gru1),
         ("gru2", gru2),
         ("gru3", gru3),
         ("ln_gru", ln_gru),
         ("mgu", mgu),
-        ("indrnn", indrnn),
         ("min_gru", min_gru),
     ]:
         cases[name] = fn

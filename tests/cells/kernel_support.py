@@ -10,14 +10,14 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from zoo.cells.kernels import layer_norm, linear, minimal, reset_after, reset_before
+from zoo.cells.kernels import layer_norm, linear, minimal, reset_before
 
 # the cells whose forward runs on a kernel (the others keep their step loop)
 WIRED = ["gru_cho", "gru1", "gru2", "gru3", "ln_gru", "mgu", "min_gru", "min_lstm"]
 # every kernel Function, by name (the family modules of zoo.cells.kernels hold one or more each)
 KERNEL_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
     name: obj
-    for module in (layer_norm, linear, minimal, reset_after, reset_before)
+    for module in (layer_norm, linear, minimal, reset_before)
     for name, obj in vars(module).items()
     if isinstance(obj, type)
     and issubclass(obj, torch.autograd.Function)

@@ -12,23 +12,28 @@ to 8 ops per step. Two things measured to matter on CPU: torch's ``tanh`` costs 
 (the kernels use ``2σ(2x) − 1``), and with glibc's default ``malloc`` every fresh ``[T, B, H]``
 buffer page-faults in, so the kernels allocate few of them.
 
-Kernels: reset-after GRU (``gru_reset_after``, torch's ``nn.GRU``), its layer-normalised form
-(``ln_gru``), reset-before GRU and its gate variants (``gru_reset_before``), MGU (``mgu``), IndRNN
-(``indrnn``), the linear recurrence and minGRU (``linear_recurrence``, ``min_gru``, ``min_gru_packed``).
+One module per recurrence family: ``reset_before`` (reset-before GRU and its gate variants,
+``gru_reset_before``), ``layer_norm`` (the layer-normalised reset-after GRU, ``ln_gru``), ``minimal``
+(MGU, ``mgu``), ``linear`` (the linear recurrence and minGRU, ``linear_recurrence``, ``min_gru_packed``);
+``scaffold`` holds the loops and checks they share, ``policy`` when they run (:func:`kernels_enabled`,
+:func:`use_kernels`, ``ZOO_KERNELS``). A kernel that no cell used (the reset-after GRU of ``nn.GRU``,
+IndRNN, minGRU from two separate projections) and the time-major layout were removed; docs/benchmarks.md
+names the commit that last had them.
 
-Conventions shared by every kernel:
+Conventions shared by every kernel (batch first, as the cells):
 
-- ``gi`` holds the input-side pre-activations for every step (``x W^T + b``), ``[B, T, k*H]`` when
-  ``batch_first`` (the default) or ``[T, B, k*H]``; blocks are in the order the docstring names.
+- ``gi`` holds the input-side pre-activations for every step (``x W^T + b``), ``[B, T, k*H]``; blocks
+  are in the order the docstring names. The loops run over time-major views of it.
 - ``h0`` is ``[B, H]``; recurrent weights are ``[rows, H]`` as in ``nn.Linear`` (``h @ U^T``).
-- ``mask`` (optional) is boolean ``[B, T, 1]`` (``[T, B, 1]`` when not ``batch_first``), true on real
-  steps: a padding step keeps the state and outputs zero (``zoo.cells.base.step_mask`` builds it).
-- Every function returns ``(output, h_T)``: ``output`` ``[B, T, H]`` (``[T, B, H]``), contiguous, and
-  the state after each sequence's last real step.
+- ``mask`` (optional) is boolean ``[B, T, 1]``, true on real steps: a padding step keeps the state and
+  outputs zero (``zoo.cells.base.step_mask`` builds it).
+- Every function returns ``(output, h_T)``: ``output`` ``[B, T, H]``, contiguous, and the state after
+  each sequence's last real step.
 
-Each public function dispatches: the kernel when :func:`kernels_enabled` says so (CPU, float32 or
-float64, no ``torch.func`` transform, not being compiled or scripted), else a plain autograd loop of the
-same equations (``*_loop``), which also serves as the reference. The kernels' backward is not itself
+Each public function dispatches: the kernel when :func:`kernels_enabled` says so (CPU or CUDA,
+float32 or float64, not under autocast, no ``torch.func`` transform, not being compiled or scripted),
+else a plain autograd loop of the same equations (``*_loop``), which also serves as the reference.
+The kernels' backward is not itself
 differentiable: for double backward (``gradgradcheck``, some meta-learning) turn them off with
 ``use_kernels(False)`` or ``ZOO_KERNELS=0``. ``torch.func.functional_call`` works with them.
 
@@ -46,26 +51,18 @@ from __future__ import annotations
 
 from zoo.cells.kernels.layer_norm import ln_gru, ln_gru_loop
 from zoo.cells.kernels.linear import (
-    indrnn,
-    indrnn_loop,
     linear_recurrence,
     linear_recurrence_loop,
-    min_gru,
     min_gru_loop,
     min_gru_packed,
 )
 from zoo.cells.kernels.minimal import mgu, mgu_loop
 from zoo.cells.kernels.policy import kernels_enabled, layer_inputs, use_kernels
-from zoo.cells.kernels.reset_after import gru_reset_after, gru_reset_after_loop
 from zoo.cells.kernels.reset_before import gru_reset_before, gru_reset_before_loop
 
 __all__ = [
-    "gru_reset_after",
-    "gru_reset_after_loop",
     "gru_reset_before",
     "gru_reset_before_loop",
-    "indrnn",
-    "indrnn_loop",
     "kernels_enabled",
     "layer_inputs",
     "linear_recurrence",
@@ -74,7 +71,6 @@ __all__ = [
     "ln_gru_loop",
     "mgu",
     "mgu_loop",
-    "min_gru",
     "min_gru_loop",
     "min_gru_packed",
     "use_kernels",

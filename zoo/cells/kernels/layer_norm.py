@@ -19,6 +19,7 @@ from zoo.cells.kernels.scaffold import (
     grad_of_output,
     reverse_loop,
     tanh_of_half_,
+    time_major,
     time_major_inputs,
 )
 
@@ -50,9 +51,8 @@ class _LNGRU(torch.autograd.Function):
         gamma_hh: Tensor,
         bias_hh: Tensor | None,
         mask: Tensor | None,
-        batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
+        mask_tm, (gi_tm,) = time_major_inputs(mask, gi)
         time, batch, three_h = gi_tm.shape
         hid = three_h // 3
         norm_shape = (three_h,)
@@ -87,20 +87,19 @@ class _LNGRU(torch.autograd.Function):
         hs = forward_loop(h0, n, mask_tm, step, block)
         mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
         ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
-        return finish_forward(ctx, hs, mask_tm, batch_first, graw, mean, rstd, rz, n)
+        return finish_forward(ctx, hs, mask_tm, graw, mean, rstd, rz, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_hh, gamma_hh, bias_hh = ctx.saved_tensors
         hs, mask, graw, mean, rstd, rz, n = ctx.buffers
-        bf = ctx.batch_first
         time, batch, hid = n.shape
         three_h = 3 * hid
         u = to_nrz(weight_hh, hid)
         gamma = to_nrz(gamma_hh, hid)
         beta = None if bias_hh is None else to_nrz(bias_hh, hid)
-        go = grad_of_output(grad_out, n, mask, bf)
+        go = grad_of_output(grad_out, n, mask)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
         keep = z if mask is None else torch.where(mask, z, 1.0)
@@ -132,10 +131,8 @@ class _LNGRU(torch.autograd.Function):
                 qn.mul_(mask[lo:hi])
 
         # the input gradient [dr, dz, dn] in the caller's layout, written one step at a time
-        g_gi = torch.empty(
-            (batch, time, three_h) if bf else (time, batch, three_h), dtype=n.dtype, device=n.device
-        )
-        g_gi_l = (g_gi.transpose(0, 1) if bf else g_gi).unbind(0)
+        g_gi = n.new_empty(batch, time, three_h)
+        g_gi_l = time_major(g_gi).unbind(0)
         dy = torch.empty(
             batch, 3, hid, dtype=n.dtype, device=n.device
         )  # the norm's output gradient [d y_n, dr, dz]
@@ -193,12 +190,9 @@ def ln_gru_loop(
     gamma_hh: Tensor,
     bias_hh: Tensor | None = None,
     mask: Tensor | None = None,
-    *,
-    batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`ln_gru` (the fallback and the reference)."""
-    mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
-    three_h = gi_tm.size(-1)
+    three_h = gi.size(-1)
     two = 2 * (three_h // 3)
 
     def step(h: Tensor, g: Tensor) -> Tensor:
@@ -209,7 +203,7 @@ def ln_gru_loop(
         cand = torch.tanh(torch.addcmul(g[:, two:], r, gh[:, two:]))
         return torch.lerp(cand, h, z)
 
-    return autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
+    return autograd_loop(step, h0, mask, gi)
 
 
 def ln_gru(
@@ -219,8 +213,6 @@ def ln_gru(
     gamma_hh: Tensor,
     bias_hh: Tensor | None = None,
     mask: Tensor | None = None,
-    *,
-    batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Reset-after GRU with layer norm on the recurrent pre-activation (haste's ``LayerNormGRU``), keep form.
 
@@ -229,16 +221,15 @@ def ln_gru(
     comes in ``gi``, computed for every step by the caller.
 
     Args:
-        gi: input pre-activations ``[B, T, 3H]`` (``[T, B, 3H]``), blocks ``r, z, n``.
+        gi: input pre-activations ``[B, T, 3H]`` , blocks ``r, z, n``.
         h0: initial state ``[B, H]``.
         weight_hh: ``U`` ``[3H, H]``.
         gamma_hh: the recurrent norm's gain ``[3H]``.
         bias_hh: ``c`` ``[3H]``, added after the norm, or ``None``.
-        mask: optional bool step mask ``[B, T, 1]`` (``[T, B, 1]``), true on real steps.
-        batch_first: layout of ``gi``, ``mask`` and the output.
+        mask: optional bool step mask ``[B, T, 1]``, true on real steps.
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
-    check_inputs(gi, h0, 3, batch_first, mask)
-    return dispatch(_LNGRU, ln_gru_loop, (gi, h0, weight_hh, gamma_hh, bias_hh), mask, batch_first)
+    check_inputs(gi, h0, 3, mask)
+    return dispatch(_LNGRU, ln_gru_loop, (gi, h0, weight_hh, gamma_hh, bias_hh), mask)

@@ -40,9 +40,8 @@ class _MGU(torch.autograd.Function):
         weight_h: Tensor,
         bias_h: Tensor | None,
         mask: Tensor | None,
-        batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
+        mask_tm, (gi_tm,) = time_major_inputs(mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
         rows = min(scaffold.CHUNK, time)
@@ -77,17 +76,16 @@ class _MGU(torch.autograd.Function):
         hs = forward_loop(h0, n, mask_tm, step, block)
         ctx.save_for_backward(weight_f, weight_h)
         ctx.flags = (bias_f is not None, bias_h is not None)
-        return finish_forward(ctx, hs, mask_tm, batch_first, f, n)
+        return finish_forward(ctx, hs, mask_tm, f, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_f, weight_h = ctx.saved_tensors
         hs, mask, f, n = ctx.buffers
-        bf = ctx.batch_first
-        has_bf, has_bh = ctx.flags
+        has_bias_f, has_bias_h = ctx.flags
         time, batch, hid = n.shape
-        go = grad_of_output(grad_out, n, mask, bf)
+        go = grad_of_output(grad_out, n, mask)
         hp = hs[:time]
         needs = ctx.needs_input_grad
         rows = min(scaffold.CHUNK, time)
@@ -97,8 +95,8 @@ class _MGU(torch.autograd.Function):
         fh = n.new_empty(rows, batch, hid)
         d = n.new_empty(rows, batch, 2, hid)  # slots [df, dn]
         dfh = n.new_empty(batch, hid)
-        g_gi = n.new_empty((batch, time, 2 * hid) if bf else (time, batch, 2 * hid)) if needs[0] else None
-        g_gi_tm = time_major(g_gi, bf)
+        g_gi = n.new_empty(batch, time, 2 * hid) if needs[0] else None
+        g_gi_tm = None if g_gi is None else time_major(g_gi)
         g_uf = n.new_zeros(hid, hid) if needs[2] else None
         g_uh = n.new_zeros(hid, hid) if needs[4] else None
         d_sum = n.new_zeros(2 * hid)
@@ -127,7 +125,7 @@ class _MGU(torch.autograd.Function):
                 g_uf.addmm_(d_flat[:, :hid].t(), hp[lo:hi].reshape(k * batch, hid))
             if g_uh is not None:
                 g_uh.addmm_(d_flat[:, hid:].t(), fh[:k].view(k * batch, hid))
-            if has_bf or has_bh:
+            if has_bias_f or has_bias_h:
                 d_sum.add_(d_flat.sum(0))
             if g_gi_tm is not None:
                 g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 2 * hid))
@@ -146,9 +144,9 @@ class _MGU(torch.autograd.Function):
             g_gi,
             dh0 if needs[1] else None,
             g_uf,
-            d_sum[:hid] if has_bf and needs[3] else None,
+            d_sum[:hid] if has_bias_f and needs[3] else None,
             g_uh,
-            d_sum[hid:] if has_bh and needs[5] else None,
+            d_sum[hid:] if has_bias_h and needs[5] else None,
             None,
             None,
         )
@@ -162,11 +160,8 @@ def mgu_loop(
     weight_h: Tensor,
     bias_h: Tensor | None,
     mask: Tensor | None = None,
-    *,
-    batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`mgu` (the fallback and the reference)."""
-    mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
     hid = h0.size(1)
 
     def step(h: Tensor, g: Tensor) -> Tensor:
@@ -174,7 +169,7 @@ def mgu_loop(
         cand = torch.tanh(g[:, hid:] + torch.nn.functional.linear(fg * h, weight_h, bias_h))
         return (1 - fg) * h + fg * cand
 
-    return autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
+    return autograd_loop(step, h0, mask, gi)
 
 
 def mgu(
@@ -185,8 +180,6 @@ def mgu(
     weight_h: Tensor,
     bias_h: Tensor | None,
     mask: Tensor | None = None,
-    *,
-    batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Minimal gated unit, write convention: blocks ``f, h`` of ``gi``.
 
@@ -198,10 +191,9 @@ def mgu(
         weight_f, bias_f: forget gate's recurrent weight ``[H, H]`` and bias (or ``None``).
         weight_h, bias_h: candidate's recurrent weight ``[H, H]`` and bias (or ``None``).
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
-        batch_first: layout of ``gi``, ``mask`` and the output.
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
-    check_inputs(gi, h0, 2, batch_first, mask)
-    return dispatch(_MGU, mgu_loop, (gi, h0, weight_f, bias_f, weight_h, bias_h), mask, batch_first)
+    check_inputs(gi, h0, 2, mask)
+    return dispatch(_MGU, mgu_loop, (gi, h0, weight_f, bias_f, weight_h, bias_h), mask)

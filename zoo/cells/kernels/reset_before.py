@@ -50,9 +50,8 @@ class _GRUResetBefore(torch.autograd.Function):
         weight_gates: Tensor | None,
         bias_gates: Tensor | None,
         mask: Tensor | None,
-        batch_first: bool,
     ) -> tuple[Tensor, Tensor]:
-        mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
+        mask_tm, (gi_tm,) = time_major_inputs(mask, gi)
         time, batch, width = gi_tm.shape
         hid = h0.size(1)
         gates_in = width == 3 * hid
@@ -97,17 +96,16 @@ class _GRUResetBefore(torch.autograd.Function):
         hs = forward_loop(h0, n, mask_tm, step)
         ctx.save_for_backward(weight_n, weight_gates)
         ctx.flags = (gates_in, bias_n is not None, bias_gates is not None)
-        return finish_forward(ctx, hs, mask_tm, batch_first, rz, rh, n)
+        return finish_forward(ctx, hs, mask_tm, rz, rh, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_n, weight_gates = ctx.saved_tensors
         hs, mask, rz, rh, n = ctx.buffers
-        bf = ctx.batch_first
         gates_in, has_bn, has_bg = ctx.flags
         time, batch, hid = n.shape
-        go = grad_of_output(grad_out, n, mask, bf)
+        go = grad_of_output(grad_out, n, mask)
         hp = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
         keep = z if mask is None else torch.where(mask, z, 1.0)
@@ -120,8 +118,8 @@ class _GRUResetBefore(torch.autograd.Function):
         d = n.new_empty(scaffold.CHUNK, batch, 3, hid)
         drh = n.new_empty(scaffold.CHUNK, batch, hid)
         width = 3 * hid if gates_in else hid
-        g_gi = n.new_empty((batch, time, width) if bf else (time, batch, width)) if needs[0] else None
-        g_gi_tm = time_major(g_gi, bf)
+        g_gi = n.new_empty(batch, time, width) if needs[0] else None
+        g_gi_tm = None if g_gi is None else time_major(g_gi)
         g_un = n.new_zeros(hid, hid) if needs[2] else None
         g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
         d_sum = n.new_zeros(3 * hid)
@@ -189,13 +187,10 @@ def gru_reset_before_loop(
     weight_gates: Tensor | None = None,
     bias_gates: Tensor | None = None,
     mask: Tensor | None = None,
-    *,
-    batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Plain autograd loop of :func:`gru_reset_before` (the fallback and the reference)."""
-    mask_tm, (gi_tm,) = time_major_inputs(batch_first, mask, gi)
     hid = h0.size(1)
-    gates_in = gi_tm.size(-1) == 3 * hid
+    gates_in = gi.size(-1) == 3 * hid
 
     def step(h: Tensor, g: Tensor) -> Tensor:
         pre = g[:, : 2 * hid] if gates_in else torch.zeros_like(g[:, :1]).expand(-1, 2 * hid)
@@ -208,7 +203,7 @@ def gru_reset_before_loop(
         cand = torch.tanh(xn + torch.nn.functional.linear(r * h, weight_n, bias_n))
         return (1 - z) * cand + z * h
 
-    return autograd_loop(step, h0, mask_tm, batch_first, gi_tm)
+    return autograd_loop(step, h0, mask, gi)
 
 
 def gru_reset_before(
@@ -219,8 +214,6 @@ def gru_reset_before(
     weight_gates: Tensor | None = None,
     bias_gates: Tensor | None = None,
     mask: Tensor | None = None,
-    *,
-    batch_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Reset-before GRU (``gru_cho``) and its gate variants ``gru1/2/3``, keep convention.
 
@@ -237,12 +230,11 @@ def gru_reset_before(
         weight_gates: ``U_g`` ``[2H, H]`` (rows ``r, z``) or ``None``.
         bias_gates: gate bias ``[2H]`` or ``None``.
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
-        batch_first: layout of ``gi``, ``mask`` and the output.
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
     hid = h0.size(-1) if h0.dim() == 2 else 0
-    check_inputs(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, batch_first, mask)
+    check_inputs(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, mask)
     args = (gi, h0, weight_n, bias_n, weight_gates, bias_gates)
-    return dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask, batch_first)
+    return dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask)

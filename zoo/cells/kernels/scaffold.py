@@ -15,30 +15,25 @@ from zoo.cells.kernels.policy import kernels_enabled
 CHUNK = 16
 
 
-def time_major(t: Tensor | None, batch_first: bool) -> Tensor | None:
-    if t is None:
-        return None
-    return t.transpose(0, 1) if batch_first else t
+def time_major(t: Tensor) -> Tensor:
+    """A batch-first ``[B, T, ...]`` tensor as a time-major ``[T, B, ...]`` view: the loops index time."""
+    return t.transpose(0, 1)
 
 
-def time_major_inputs(
-    batch_first: bool, mask: Tensor | None, *seqs: Tensor
-) -> tuple[Tensor | None, list[Tensor]]:
-    """The step mask and the per-step sequences, all time-major (``[T, B, ...]``) views."""
-    return time_major(mask, batch_first), [s.transpose(0, 1) if batch_first else s for s in seqs]
+def time_major_inputs(mask: Tensor | None, *seqs: Tensor) -> tuple[Tensor | None, list[Tensor]]:
+    """The step mask and the per-step sequences, all as time-major (``[T, B, ...]``) views."""
+    return None if mask is None else time_major(mask), [time_major(s) for s in seqs]
 
 
-def caller_output(hs: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
-    """``[T, B, H]`` states -> the layer output in the caller's layout (own storage), zero on padding."""
-    src, m = (
-        (hs.transpose(0, 1), None if mask is None else mask.transpose(0, 1)) if batch_first else (hs, mask)
-    )
+def batch_first_output(hs: Tensor, mask: Tensor | None) -> Tensor:
+    """``[T, B, H]`` states, time-major mask -> the ``[B, T, H]`` output (own storage), zero on padding."""
+    src = time_major(hs)
     out = hs.new_empty(src.shape)
     # a copy, so an in-place edit of the output cannot corrupt the states saved for backward
-    if m is None:
+    if mask is None:
         out.copy_(src)
     else:
-        torch.mul(src, m, out=out)
+        torch.mul(src, time_major(mask), out=out)
     return out
 
 
@@ -74,28 +69,19 @@ def forward_loop(
     return hs
 
 
-def finish_forward(
-    ctx: Any, hs: Tensor, mask: Tensor | None, batch_first: bool, *buffers: Any
-) -> tuple[Tensor, Tensor]:
+def finish_forward(ctx: Any, hs: Tensor, mask: Tensor | None, *buffers: Any) -> tuple[Tensor, Tensor]:
     """Keep what the backward needs on ``ctx``; return ``(output, h_T)`` from the state buffer."""
     ctx.buffers = (hs, mask, *buffers)
-    ctx.batch_first = batch_first
-    return caller_output(hs[1:], mask, batch_first), hs[hs.size(0) - 1].clone()
+    return batch_first_output(hs[1:], mask), hs[hs.size(0) - 1].clone()
 
 
-def grad_of_output(grad: Tensor | None, like: Tensor, mask: Tensor | None, batch_first: bool) -> Tensor:
-    """Incoming output gradient as a time-major ``[T, B, H]`` tensor, zero on padding."""
+def grad_of_output(grad: Tensor | None, like: Tensor, mask: Tensor | None) -> Tensor:
+    """Incoming ``[B, T, H]`` output gradient as a time-major ``[T, B, H]`` tensor, zero on padding."""
     if grad is None:
         return torch.zeros_like(like)
-    g = grad.transpose(0, 1) if batch_first else grad
     # any strides will do: the loops read it one step at a time
-    return g * mask if mask is not None else g
-
-
-def to_caller_layout(d_tm: Tensor | None, batch_first: bool) -> Tensor | None:
-    if d_tm is None:
-        return None
-    return d_tm.transpose(0, 1) if batch_first else d_tm
+    d_out = time_major(grad)
+    return d_out * mask if mask is not None else d_out
 
 
 def reverse_loop(
@@ -193,22 +179,22 @@ def dispatch(
     loop: Callable[..., tuple[Tensor, Tensor]],
     args: tuple[Tensor | None, ...],
     mask: Tensor | None,
-    batch_first: bool,
 ) -> tuple[Tensor, Tensor]:
     """The kernel where :func:`kernels_enabled` allows it, else the plain autograd loop."""
     if kernels_enabled(*args):
-        out, ht = function.apply(*args, mask, batch_first)
+        out, ht = function.apply(*args, mask)
         return out, ht
-    return loop(*args, mask, batch_first=batch_first)
+    return loop(*args, mask)
 
 
 def autograd_loop(
-    step: Callable[..., Tensor], h0: Tensor, mask: Tensor | None, batch_first: bool, *seqs: Tensor
+    step: Callable[..., Tensor], h0: Tensor, mask: Tensor | None, *seqs: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Reference loop under autograd: ``h = step(h, *seqs[t])``; time-major ``seqs`` and ``mask``."""
+    """Reference loop under autograd: ``h = step(h, *seqs[:, t])`` over batch-first ``seqs`` and ``mask``."""
+    mask, seqs_tm = time_major_inputs(mask, *seqs)
     h = h0
     outs = []
-    for t, xs in enumerate(zip(*(s.unbind(0) for s in seqs), strict=True)):
+    for t, xs in enumerate(zip(*(s.unbind(0) for s in seqs_tm), strict=True)):
         new = step(h, *xs)
         if mask is not None:
             new = torch.where(mask[t], new, h)
@@ -216,33 +202,30 @@ def autograd_loop(
         else:
             outs.append(new)
         h = new
-    return torch.stack(outs, 1 if batch_first else 0), h
+    return torch.stack(outs, 1), h
 
 
-def check_inputs(gi: Tensor, h0: Tensor, blocks: int, batch_first: bool, mask: Tensor | None) -> None:
+def check_inputs(gi: Tensor, h0: Tensor, blocks: int, mask: Tensor | None) -> None:
     if gi.dim() != 3 or h0.dim() != 2:
         raise ValueError(f"gi must be 3-d and h0 2-d, got {list(gi.shape)} and {list(h0.shape)}")
-    b, t = (gi.size(0), gi.size(1)) if batch_first else (gi.size(1), gi.size(0))
+    b, t = gi.size(0), gi.size(1)
     h = h0.size(1)
     if gi.size(2) != blocks * h or h0.size(0) != b:
         raise ValueError(
-            f"gi must be [{'B, T' if batch_first else 'T, B'}, {blocks}*H] and h0 [B, H]; got gi "
-            f"{list(gi.shape)} with h0 {list(h0.shape)}"
+            f"gi must be [B, T, {blocks}*H] and h0 [B, H]; got gi {list(gi.shape)} with h0 {list(h0.shape)}"
         )
     if mask is not None:
-        want = (b, t, 1) if batch_first else (t, b, 1)
+        want = (b, t, 1)
         if tuple(mask.shape) != want or mask.dtype != torch.bool:
             raise ValueError(
                 f"mask must be a bool tensor of shape {list(want)}, got {mask.dtype} {list(mask.shape)}"
             )
 
 
-def check_pair(
-    a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, batch_first: bool, na: str, nb: str
-) -> None:
+def check_pair(a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, na: str, nb: str) -> None:
     if a.shape != b.shape or a.dim() != 3:
         raise ValueError(
             f"{na} and {nb} must be 3-d tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
         )
     if h0 is not None:
-        check_inputs(b, h0, 1, batch_first, mask)
+        check_inputs(b, h0, 1, mask)
