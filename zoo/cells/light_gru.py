@@ -59,7 +59,6 @@ class LightGRU(LoopLayer):
             self.norm = nn.BatchNorm1d(h2)
         else:
             self.bias = nn.Parameter(torch.empty(h2))
-        self._lengths: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -77,14 +76,18 @@ class LightGRU(LoopLayer):
         return f"{self.input_size}, {self.hidden_size}, norm={self.norm_kind!r}"
 
     def project(self, x: Tensor) -> Tensor:
-        """``Norm(W x)`` for every step: one matmul, one norm."""
+        """``Norm(W x)`` for every step: one matmul, one norm (batch norm over every step of ``x``)."""
+        return self.project_batch(x, None)
+
+    def project_batch(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """``Norm(W x)`` for every step; batch norm takes its statistics over the real steps only."""
         wx = F.linear(x, self.weight_ih)
         if self.bias is not None:
             return wx + self.bias
         if isinstance(self.norm, nn.LayerNorm):
             return self.norm(wx)
         assert isinstance(self.norm, nn.BatchNorm1d)
-        return self._batch_norm(wx, self._lengths)
+        return self._batch_norm(wx, lengths)
 
     def _batch_norm(self, wx: Tensor, lengths: Tensor | None) -> Tensor:
         bn = self.norm
@@ -107,16 +110,6 @@ class LightGRU(LoopLayer):
             bn.running_var.lerp_(unbiased.detach(), momentum)
         return (wx - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 
-    def _run(
-        self, x: Tensor, state: State | None, lengths: Tensor | None, gates: bool
-    ) -> tuple[Tensor, State, Gates]:
-        # project() has no lengths argument in the LoopLayer contract; batch norm needs them
-        self._lengths = lengths
-        try:
-            return super()._run(x, state, lengths, gates)
-        finally:
-            self._lengths = None
-
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
         pre = torch.addmm(p_t, state, self.weight_hh.t())
@@ -124,7 +117,3 @@ class LightGRU(LoopLayer):
         z = torch.sigmoid(k)
         h = torch.lerp(torch.relu(a), state, z)  # z ⊙ h + (1 − z) ⊙ ReLU(a)
         return h, h, {"update": z}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells._scan import MODES, linear_scan
-from zoo.cells.base import Gates, RecurrentLayer, State, run_kernel, step_mask
-from zoo.cells.kernels import layer_inputs, linear_recurrence, min_gru_packed
+from zoo.cells.base import Gates, RecurrentLayer, State, kernel_inputs, run_kernel, step_mask
+from zoo.cells.kernels import linear_recurrence, min_gru_packed
 from zoo.cells.registry import register_cell
 
 FENG_2024 = "Feng et al. 2024, Were RNNs All We Needed?, arXiv:2410.01201"
@@ -68,7 +68,10 @@ class _MinRNN(RecurrentLayer):
         h = torch.addcmul(b, a, h)
         return h, h
 
-    def _run(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State, Gates]:
+    def _run_with_gates(
+        self, x: Tensor, state: State | None, lengths: Tensor | None
+    ) -> tuple[Tensor, State, Gates]:
+        """``(output, state, gates)`` from the coefficients and the scan (or its loop)."""
         h0 = state if state is not None else x.new_zeros(x.size(0), self.hidden_size)
         assert isinstance(h0, Tensor)
         # under autocast only the projection is low precision: a bf16 scan would compound its rounding
@@ -104,17 +107,17 @@ class _MinRNN(RecurrentLayer):
         # where the loop is chosen, its hand-written kernel (measured 0.6-0.9x the autograd loop's time)
         inputs = None
         if time > 1 and choose_algorithm(self.mode, time, x.device) == "loop":
-            inputs = layer_inputs(self, x, state, lengths)
+            inputs = kernel_inputs(self, x, state, lengths)
         if inputs is not None:
             h0, mask = inputs
             return run_kernel(self.kernel, self.linear(x), h0, mask)
-        out, new_state, _ = self._run(x, state, lengths)
+        out, new_state, _ = self._run_with_gates(x, state, lengths)
         return out, new_state
 
     def _forward_with_gates(
         self, x: Tensor, state: State | None, lengths: Tensor | None
     ) -> tuple[Tensor, State, Gates]:
-        return self._run(x, state, lengths)
+        return self._run_with_gates(x, state, lengths)
 
 
 @register_cell("min_gru", paper=FENG_2024, parallel=True)

@@ -37,14 +37,12 @@ The kernels' backward is not itself
 differentiable: for double backward (``gradgradcheck``, some meta-learning) turn them off with
 ``use_kernels(False)`` or ``ZOO_KERNELS=0``. ``torch.func.functional_call`` works with them.
 
-A ``LoopLayer`` uses one in its ``_forward`` (``forward_with_gates`` keeps the step loop)::
+A ``LoopLayer`` runs one by implementing its :meth:`~zoo.cells.base.LoopLayer.kernel` hook; the layer
+calls it where :func:`kernels_enabled` allows (``forward_with_gates`` keeps the step loop)::
 
-    def _forward(self, x, state, lengths):
-        if not kernels_enabled(x, state, *self.parameters()):
-            return super()._forward(x, state, lengths)
-        h0 = state if state is not None else x.new_zeros(x.size(0), self.hidden_size)
-        mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
-        return mgu(self.project(x), h0, u_f, c_f, u_h, c_h, mask)
+    def kernel(self, proj, h0, mask):
+        u_f, u_h = self.weight_hh.chunk(2)
+        return mgu(proj, h0, u_f, None, u_h, None, mask)
 """
 
 from __future__ import annotations
@@ -57,14 +55,13 @@ from zoo.cells.kernels.linear import (
     min_gru_packed,
 )
 from zoo.cells.kernels.minimal import mgu, mgu_loop
-from zoo.cells.kernels.policy import kernels_enabled, layer_inputs, use_kernels
+from zoo.cells.kernels.policy import kernels_enabled, use_kernels
 from zoo.cells.kernels.reset_before import gru_reset_before, gru_reset_before_loop
 
 __all__ = [
     "gru_reset_before",
     "gru_reset_before_loop",
     "kernels_enabled",
-    "layer_inputs",
     "linear_recurrence",
     "linear_recurrence_loop",
     "ln_gru",

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from zoo.cells.base import RecurrentLayer, step_mask
-
 _ENABLED = os.environ.get("ZOO_KERNELS", "1") != "0"
 # Where the kernels were measured faster than the autograd loop and checked against it: on an H200 they
 # took 0.6x the loop's time (gru1 6.2 vs 10.0 ms, mgu 5.8 vs 9.1 at T=128; docs/benchmarks.md).
@@ -67,21 +65,3 @@ def kernels_enabled(*tensors: Tensor | None, ignore_autocast: bool = False) -> b
         if t.dtype not in _DTYPES or _functorch_wrapped(t):
             return False
     return True
-
-
-def layer_inputs(
-    layer: RecurrentLayer, x: Tensor, state: object, lengths: Tensor | None
-) -> tuple[Tensor, Tensor | None] | None:
-    """``(h0, mask)`` for running a one-tensor-state layer on a kernel, or ``None`` where none can run.
-
-    ``state`` is the layer's state or ``None`` (zeros); ``lengths`` the
-    checked lengths or ``None``. ``None`` back means: take the layer's step loop. The layer then runs
-    the kernel through ``zoo.cells.base.run_kernel`` (autocast off, the state's precision), so autocast
-    does not rule the kernel out.
-    """
-    tensors = (x, *([state] if isinstance(state, Tensor) else []), *layer.parameters())
-    if not kernels_enabled(*tensors, ignore_autocast=True):
-        return None
-    h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), layer.hidden_size)
-    mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
-    return h0, mask
