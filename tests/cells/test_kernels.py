@@ -73,7 +73,7 @@ CASES: dict[str, Case] = {
     ),
     "linear": (
         lambda: (_seq(1, positive=True), _seq(1), _r(B, H)),
-        linear._LinearRecurrence.apply,
+        lambda *args: linear._LinearRecurrence.apply(*args, "loop"),
         K.linear_recurrence_loop,
     ),
     "min_gru": (

@@ -1,7 +1,25 @@
-"""The linear recurrence ``h = a ⊙ h + b`` and minGRU on it (``min_gru_packed``): kernels, reference loops."""
+"""The linear recurrence ``h_t = a_t ⊙ h_{t-1} + b_t`` and minGRU on it (``min_gru_packed``).
+
+The cells whose gates see only the input (minGRU, minLSTM: Feng et al. 2024, arXiv:2410.01201) reduce to
+this recurrence, so it can run as a loop or as a parallel scan. Heinsen (2023, arXiv:2311.06281) computes
+it in log space, ``h = exp(a* + logcumsumexp(log b − a*))`` with ``a* = cumsum(log a)``; that needs
+``b > 0`` (or complex logs / a sign split whose two halves cancel) and ``exp(−a*)`` overflows for long
+sequences unless handled with care. Here the scan stays in linear space and forms only products of
+coefficients, never quotients, so it is exact for ``b`` of any sign and cannot overflow (products of
+``a ∈ [0, 1]`` can only underflow to zero, which is their correct limit):
+
+1. split time into ``N`` chunks of ``C`` steps; inside every chunk, all chunks at once, run the recurrence
+   from a zero state (``C`` vectorised steps) and take the cumulative product of ``a`` (one ``cumprod``);
+2. carry the state across chunk boundaries (``N`` small steps, starting from ``h_0``);
+3. add each chunk's incoming state times its cumulative product (one fused multiply-add).
+
+That is about ``C + N ≈ 2√T`` dispatches instead of ``T``. The backward is the same recurrence run
+backwards (``δ_t = g_t + a_{t+1} δ_{t+1}``), one hand-written backward for the loop and the scan.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -9,6 +27,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from zoo.cells.kernels import scaffold
+from zoo.cells.kernels.policy import kernels_enabled
 from zoo.cells.kernels.scaffold import (
     autograd_loop,
     check_pair,
@@ -19,6 +38,8 @@ from zoo.cells.kernels.scaffold import (
     time_major,
     time_major_inputs,
 )
+
+ALGORITHMS = ("loop", "scan")
 
 
 def _reverse_linear(d_out: Tensor, coef: Tensor, grad_ht: Tensor | None) -> Tensor:
@@ -36,22 +57,72 @@ def _reverse_linear(d_out: Tensor, coef: Tensor, grad_ht: Tensor | None) -> Tens
     return d_h
 
 
+def _chunked_scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """Every state of ``h_t = a_t ⊙ h_{t-1} + b_t`` on contiguous time-major ``[T, B, H]`` tensors as a
+    chunked parallel scan (the module docstring says how)."""
+    time = a.size(0)
+    chunk = max(8, int(math.sqrt(time)))  # near √T: minimises the C + T/C dispatches
+    n = -(-time // chunk)
+    pad = n * chunk - time
+    if pad:
+        # padding steps with a = 1, b = 0 carry the state and are cut off below
+        a = torch.cat([a, a.new_ones((pad, *a.shape[1:]))])
+        b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))])
+    rest = a.shape[1:]
+    a4 = a.reshape(n, chunk, *rest)
+    b4 = b.reshape(n, chunk, *rest)
+    prod = torch.cumprod(a4, dim=1)  # the product of a within the chunk up to each step
+    local = torch.empty_like(b4)
+    h = b4[:, 0]
+    local[:, 0] = h
+    for c in range(1, chunk):
+        h = torch.addcmul(b4[:, c], a4[:, c], h, out=local[:, c])
+    # the state entering each chunk: n sequential steps over the chunks' ends
+    carry = torch.empty((n, *rest), dtype=b.dtype, device=b.device)
+    state = h0
+    carry[0] = state
+    ends_a, ends_h = prod[:, -1], local[:, -1]
+    for k in range(1, n):
+        state = torch.addcmul(ends_h[k - 1], ends_a[k - 1], state, out=carry[k])
+    out = torch.addcmul(local, prod, carry.unsqueeze(1))
+    return out.reshape(n * chunk, *rest)[:time]
+
+
+def _reverse_scan(d_out: Tensor, a_tm: Tensor, grad_ht: Tensor | None) -> Tensor:
+    """:func:`_reverse_linear` as a chunked scan: the same recurrence backwards in time, its
+    coefficients shifted by one step."""
+    a_next = torch.cat([a_tm[1:], a_tm.new_zeros((1, *a_tm.shape[1:]))])
+    d_last = d_out.flip(0).contiguous()  # a copy: the final state's gradient goes into its first row
+    if grad_ht is not None:
+        d_last[0].add_(grad_ht)
+    return _chunked_scan(a_next.flip(0).contiguous(), d_last, torch.zeros_like(d_last[0])).flip(0)
+
+
 class _LinearRecurrence(torch.autograd.Function):
+    # One backward for both algorithms: the gradient of every state is the recurrence run backwards,
+    # as a loop (one op per step) or as the same chunked scan as the forward.
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None
+        ctx: Any, a: Tensor, b: Tensor, h0: Tensor | None, mask: Tensor | None, algorithm: str
     ) -> tuple[Tensor, Tensor]:
         mask_tm, (a_tm, b_tm) = time_major_inputs(mask, a, b)
         if mask_tm is not None:
             # a padding step keeps the state: a = 1, b = 0 there
             a_tm = torch.where(mask_tm, a_tm, 1.0)
             b_tm = torch.where(mask_tm, b_tm, 0.0)
-        a_l, b_l = a_tm.unbind(0), b_tm.unbind(0)
+        time = a_tm.size(0)
+        ctx.scan = algorithm == "scan" and time > 8  # up to 8 steps the loop is fewer dispatches
+        if ctx.scan:
+            hs = b_tm.new_empty(time + 1, b_tm.size(1), b_tm.size(2))
+            hs[0] = 0.0 if h0 is None else h0
+            hs[1:] = _chunked_scan(a_tm.contiguous(), b_tm.contiguous(), hs[0])
+        else:
+            a_l, b_l = a_tm.unbind(0), b_tm.unbind(0)
 
-        def step(t: int, h: Tensor, out: Tensor) -> None:
-            torch.addcmul(b_l[t], a_l[t], h, out=out)
+            def step(t: int, h: Tensor, out: Tensor) -> None:
+                torch.addcmul(b_l[t], a_l[t], h, out=out)
 
-        hs = forward_loop(h0, b_tm, None, step)
+            hs = forward_loop(h0, b_tm, None, step)
         return finish_forward(ctx, hs, mask_tm, a_tm)
 
     @staticmethod
@@ -60,7 +131,8 @@ class _LinearRecurrence(torch.autograd.Function):
         hs, mask, a_tm = ctx.buffers
         time = hs.size(0) - 1
         d_out = grad_of_output(grad_out, hs[1:], mask)
-        d_h = _reverse_linear(d_out, a_tm, grad_ht)  # the gradient of every state h_t
+        # the gradient of every state h_t
+        d_h = (_reverse_scan if ctx.scan else _reverse_linear)(d_out, a_tm, grad_ht)
         needs = ctx.needs_input_grad
         d_h0 = d_h[0] * a_tm[0] if needs[2] else None
         d_a = d_h * hs[:time] if needs[0] else None
@@ -74,6 +146,7 @@ class _LinearRecurrence(torch.autograd.Function):
             None if d_b is None else time_major(d_b),
             d_h0,
             None,
+            None,
         )
 
 
@@ -86,21 +159,29 @@ def linear_recurrence_loop(
 
 
 def linear_recurrence(
-    a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | None = None
+    a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, algorithm: str = "loop"
 ) -> tuple[Tensor, Tensor]:
-    """``h_t = a_t ⊙ h_{t-1} + b_t`` (minLSTM's recurrence), with a hand-written backward.
+    """``h_t = a_t ⊙ h_{t-1} + b_t`` (minGRU, minLSTM), with a hand-written backward.
 
     Args:
-        a, b: ``[B, T, H]``.
+        a: coefficients ``[B, T, H]``, expected in ``[0, 1]`` (any value computes; ``|a| ≤ 1`` is stable).
+        b: inputs ``[B, T, H]``, of any sign.
         h0: initial state ``[B, H]`` (zeros when ``None``).
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        algorithm: ``"loop"`` (one step at a time) or ``"scan"`` (a chunked parallel scan, about
+            ``2√T`` dispatches); both have the same backward and agree to rounding.
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``: every ``h_t`` (zero on padding) and the state after each
         sequence's last real step.
     """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
     check_pair(a, b, h0, mask, "a", "b")
-    return dispatch(_LinearRecurrence, linear_recurrence_loop, (a, b, h0), mask)
+    if kernels_enabled(a, b, h0):
+        out, h_t = _LinearRecurrence.apply(a, b, h0, mask, algorithm)
+        return out, h_t
+    return linear_recurrence_loop(a, b, h0, mask)
 
 
 class _MinGRU(torch.autograd.Function):
