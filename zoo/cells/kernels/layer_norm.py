@@ -59,27 +59,27 @@ class _LNGRU(torch.autograd.Function):
         u_t = to_nrz(weight_hh, hid).t()
         gamma = to_nrz(gamma_hh, hid)
         beta = None if bias_hh is None else to_nrz(bias_hh, hid)
-        graw = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
+        norm_in = gi.new_empty(time, batch, three_h)  # U h of every step: the norm's input, kept for backward
         rz = gi.new_empty(time, batch, 2 * hid)
         n = gi.new_empty(time, batch, hid)  # doubled (see tanh_of_half_), each step adds to it
         stats: list[tuple[Tensor, Tensor]] = []
         minus_one = gi.new_full((), -1.0)
         gi_rz = gi_tm[..., : 2 * hid].unbind(0)
-        graw_l, rz_l, n_l = graw.unbind(0), rz.unbind(0), n.unbind(0)
+        norm_in_l, rz_l, n_l = norm_in.unbind(0), rz.unbind(0), n.unbind(0)
         r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
-            g = graw_l[t]
-            torch.mm(h, u_t, out=g)
-            y, mean, rstd = torch.native_layer_norm(g, norm_shape, gamma, beta, LN_EPS)
+            norm_in_t = norm_in_l[t]
+            torch.mm(h, u_t, out=norm_in_t)
+            y, mean, rstd = torch.native_layer_norm(norm_in_t, norm_shape, gamma, beta, LN_EPS)
             stats.append((mean, rstd))
-            a = rz_l[t]
-            torch.add(gi_rz[t], y[:, hid:], out=a)
-            a.sigmoid_()
-            nt = n_l[t]
-            nt.addcmul_(r_l[t], y[:, :hid], value=2)
-            tanh_of_half_(nt, minus_one)
-            torch.lerp(nt, h, z_l[t], out=out)  # (1 - z) n + z h
+            rz_t = rz_l[t]
+            torch.add(gi_rz[t], y[:, hid:], out=rz_t)
+            rz_t.sigmoid_()
+            n_t = n_l[t]
+            n_t.addcmul_(r_l[t], y[:, :hid], value=2)
+            tanh_of_half_(n_t, minus_one)
+            torch.lerp(n_t, h, z_l[t], out=out)  # (1 - z) n + z h
 
         def block(lo: int, hi: int) -> None:  # written while the block's steps use it (in cache)
             torch.mul(gi_tm[lo:hi, :, 2 * hid :], 2, out=n[lo:hi])
@@ -87,97 +87,103 @@ class _LNGRU(torch.autograd.Function):
         hs = forward_loop(h0, n, mask_tm, step, block)
         mean, rstd = (torch.stack(s) for s in zip(*stats, strict=True))
         ctx.save_for_backward(weight_hh, gamma_hh, bias_hh)
-        return finish_forward(ctx, hs, mask_tm, graw, mean, rstd, rz, n)
+        return finish_forward(ctx, hs, mask_tm, norm_in, mean, rstd, rz, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_hh, gamma_hh, bias_hh = ctx.saved_tensors
-        hs, mask, graw, mean, rstd, rz, n = ctx.buffers
+        hs, mask, norm_in, mean, rstd, rz, n = ctx.buffers
         time, batch, hid = n.shape
         three_h = 3 * hid
-        u = to_nrz(weight_hh, hid)
+        weight_nrz = to_nrz(weight_hh, hid)
         gamma = to_nrz(gamma_hh, hid)
         beta = None if bias_hh is None else to_nrz(bias_hh, hid)
-        go = grad_of_output(grad_out, n, mask)
-        hp = hs[:time]
+        d_out = grad_of_output(grad_out, n, mask)
+        h_prev = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
         keep = z if mask is None else torch.where(mask, z, 1.0)
         # the factors that do not depend on the incoming gradient, per block of CHUNK steps into small
         # buffers reused block after block (in cache; whole-sequence ones would be page-faulted in)
         rows = min(scaffold.CHUNK, time)
-        q_z, q_n, p_r = (n.new_empty(rows, batch, hid) for _ in range(3))
-        base = [0]
+        dh_dz_pre, dh_dn_pre, dn_dr_pre = (n.new_empty(rows, batch, hid) for _ in range(3))
+        block_start = 0
 
         def chunk(lo: int, hi: int, before: bool) -> None:
+            nonlocal block_start
             if not before:
                 return
             k = hi - lo
-            base[0] = lo
-            h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
-            qz = torch.sub(h_c, n_c, out=q_z[:k]).mul_(z_c)
-            qz.addcmul_(qz, z_c, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
-            qn = torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q_n[:k])
-            qn.addcmul_(qn, z_c, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
+            block_start = lo
+            h_c, n_c, z_c, r_c = h_prev[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+            dz_block = torch.sub(h_c, n_c, out=dh_dz_pre[:k]).mul_(z_c)
+            dz_block.addcmul_(dz_block, z_c, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
+            dn_block = torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=dh_dn_pre[:k])
+            dn_block.addcmul_(dn_block, z_c, value=-1)  # d h / d n-pre = (1 − n²)(1 − z)
             # y_n, the normalised U_n h + c_n, recomputed from the norm's input and statistics
-            pr = torch.sub(graw[lo:hi, :, :hid], mean[lo:hi], out=p_r[:k]).mul_(rstd[lo:hi])
-            pr.mul_(gamma[:hid])
+            dr_block = torch.sub(norm_in[lo:hi, :, :hid], mean[lo:hi], out=dn_dr_pre[:k]).mul_(rstd[lo:hi])
+            dr_block.mul_(gamma[:hid])
             if beta is not None:
-                pr.add_(beta[:hid])
-            pr.mul_(r_c)
-            pr.addcmul_(pr, r_c, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
+                dr_block.add_(beta[:hid])
+            dr_block.mul_(r_c)
+            dr_block.addcmul_(dr_block, r_c, value=-1)  # d n-pre / d r-pre = y_n r (1 − r)
             if mask is not None:
-                qz.mul_(mask[lo:hi])
-                qn.mul_(mask[lo:hi])
+                dz_block.mul_(mask[lo:hi])
+                dn_block.mul_(mask[lo:hi])
 
         # the input gradient [dr, dz, dn] in the caller's layout, written one step at a time
-        g_gi = n.new_empty(batch, time, three_h)
-        g_gi_l = time_major(g_gi).unbind(0)
-        dy = torch.empty(
-            batch, 3, hid, dtype=n.dtype, device=n.device
-        )  # the norm's output gradient [d y_n, dr, dz]
-        sums = n.new_zeros(2, three_h)  # gradients of the gain and the bias
-        g_u = hs.new_zeros(three_h, hid) if ctx.needs_input_grad[2] else None
-        wgrad = None if g_u is None else ChunkedWeightGrad(g_u, hp)
-        qz_l, qn_l, pr_l, r_l, graw_l = (
-            q_z.unbind(0),
-            q_n.unbind(0),
-            p_r.unbind(0),
+        d_gi = n.new_empty(batch, time, three_h)
+        d_gi_l = time_major(d_gi).unbind(0)
+        d_norm_out = n.new_empty(batch, 3, hid)  # the norm's output gradient [d y_n, dr, dz]
+        d_gain_bias = n.new_zeros(2, three_h)  # gradients of the gain and the bias
+        d_weight_hh = hs.new_zeros(three_h, hid) if ctx.needs_input_grad[2] else None
+        weight_grad = None if d_weight_hh is None else ChunkedWeightGrad(d_weight_hh, h_prev)
+        dh_dz_pre_l, dh_dn_pre_l, dn_dr_pre_l, r_l, norm_in_l = (
+            dh_dz_pre.unbind(0),
+            dh_dn_pre.unbind(0),
+            dn_dr_pre.unbind(0),
             r.unbind(0),
-            graw.unbind(0),
+            norm_in.unbind(0),
         )
         mean_l, rstd_l = mean.unbind(0), rstd.unbind(0)
         norm_shape = (three_h,)
         which = (True, True, beta is not None)
 
-        def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            i = t - base[0]
-            g3 = g_gi_l[t].view(batch, 3, hid)
-            torch.mul(dh, qz_l[i], out=dy[:, 2])  # dz
-            dn = torch.mul(dh, qn_l[i], out=g3[:, 2])
-            torch.mul(dn, r_l[t], out=dy[:, 0])  # d y_n
-            torch.mul(dn, pr_l[i], out=dy[:, 1])  # dr
-            g3[:, :2].copy_(dy[:, 1:])
-            dx, d_gamma, d_beta = torch.ops.aten.native_layer_norm_backward(
-                dy.view(batch, three_h), graw_l[t], norm_shape, mean_l[t], rstd_l[t], gamma, beta, which
+        def step(t: int, d_h: Tensor, acc: Tensor) -> None:
+            i = t - block_start
+            d_gi_t = d_gi_l[t].view(batch, 3, hid)
+            torch.mul(d_h, dh_dz_pre_l[i], out=d_norm_out[:, 2])  # dz
+            d_n = torch.mul(d_h, dh_dn_pre_l[i], out=d_gi_t[:, 2])
+            torch.mul(d_n, r_l[t], out=d_norm_out[:, 0])  # d y_n
+            torch.mul(d_n, dn_dr_pre_l[i], out=d_norm_out[:, 1])  # dr
+            d_gi_t[:, :2].copy_(d_norm_out[:, 1:])
+            d_norm_in, d_gamma, d_beta = torch.ops.aten.native_layer_norm_backward(
+                d_norm_out.view(batch, three_h),
+                norm_in_l[t],
+                norm_shape,
+                mean_l[t],
+                rstd_l[t],
+                gamma,
+                beta,
+                which,
             )
-            acc.addmm_(dx, u)
-            if wgrad is not None:
-                wgrad.add(t, dx)
-            sums[0].add_(d_gamma)
+            acc.addmm_(d_norm_in, weight_nrz)
+            if weight_grad is not None:
+                weight_grad.add(t, d_norm_in)
+            d_gain_bias[0].add_(d_gamma)
             if d_beta is not None:
-                sums[1].add_(d_beta)
+                d_gain_bias[1].add_(d_beta)
 
-        dh0 = reverse_loop(go, grad_ht, keep, step, chunk)
-        if wgrad is not None:
-            wgrad.flush()
+        d_h0 = reverse_loop(d_out, grad_ht, keep, step, chunk)
+        if weight_grad is not None:
+            weight_grad.flush()
         needs = ctx.needs_input_grad
         return (
-            g_gi if needs[0] else None,
-            dh0 if needs[1] else None,
-            None if g_u is None else to_rzn(g_u, hid),
-            to_rzn(sums[0], hid) if needs[3] else None,
-            to_rzn(sums[1], hid) if beta is not None and needs[4] else None,
+            d_gi if needs[0] else None,
+            d_h0 if needs[1] else None,
+            None if d_weight_hh is None else to_rzn(d_weight_hh, hid),
+            to_rzn(d_gain_bias[0], hid) if needs[3] else None,
+            to_rzn(d_gain_bias[1], hid) if beta is not None and needs[4] else None,
             None,
             None,
         )

@@ -46,30 +46,43 @@ class _MGU(torch.autograd.Function):
         hid = h0.size(1)
         rows = min(scaffold.CHUNK, time)
         gi_f, gi_h = gi_tm[..., :hid], gi_tm[..., hid:]
-        fb = None if bias_f is None else gi.new_empty(rows, batch, hid)
-        nb = None if bias_h is None else gi.new_empty(rows, batch, hid)
+        f_block = None if bias_f is None else gi.new_empty(rows, batch, hid)
+        n_block = None if bias_h is None else gi.new_empty(rows, batch, hid)
         f = gi.new_empty(time, batch, hid)
         n = gi.new_empty(time, batch, hid)
         fh = gi.new_empty(batch, hid)
         uf_t, uh_t = weight_f.t(), weight_h.t()
         f_l, n_l = f.unbind(0), n.unbind(0)
         minus_one = gi.new_full((), -1.0)
-        cur: list[Any] = [0, (), ()]  # the block's first step and its per-step input sides
+        # the block's first step and the per-step input sides (plus bias) of its steps, set by block()
+        block_start = 0
+        f_in_l: tuple[Tensor, ...] = ()
+        n_in_l: tuple[Tensor, ...] = ()
 
         def block(lo: int, hi: int) -> None:
+            nonlocal block_start, f_in_l, n_in_l
             k = hi - lo
-            fs = gi_f[lo:hi] if bias_f is None or fb is None else torch.add(gi_f[lo:hi], bias_f, out=fb[:k])
-            ns = gi_h[lo:hi] if bias_h is None or nb is None else torch.add(gi_h[lo:hi], bias_h, out=nb[:k])
-            cur[:] = [lo, fs.unbind(0), ns.unbind(0)]
+            f_in = (
+                gi_f[lo:hi]
+                if bias_f is None or f_block is None
+                else torch.add(gi_f[lo:hi], bias_f, out=f_block[:k])
+            )
+            n_in = (
+                gi_h[lo:hi]
+                if bias_h is None or n_block is None
+                else torch.add(gi_h[lo:hi], bias_h, out=n_block[:k])
+            )
+            block_start, f_in_l, n_in_l = lo, f_in.unbind(0), n_in.unbind(0)
 
         def step(t: int, h: Tensor, out: Tensor) -> None:
-            lo, fs, ns = cur
             ft = f_l[t]
-            torch.addmm(fs[t - lo], h, uf_t, out=ft)
+            torch.addmm(f_in_l[t - block_start], h, uf_t, out=ft)
             ft.sigmoid_()
             torch.mul(ft, h, out=fh)
             nt = n_l[t]
-            torch.addmm(ns[t - lo], fh, uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            torch.addmm(
+                n_in_l[t - block_start], fh, uh_t, beta=2, alpha=2, out=nt
+            )  # twice the pre-activation
             tanh_of_half_(nt, minus_one)
             torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
 
@@ -85,68 +98,74 @@ class _MGU(torch.autograd.Function):
         hs, mask, f, n = ctx.buffers
         has_bias_f, has_bias_h = ctx.flags
         time, batch, hid = n.shape
-        go = grad_of_output(grad_out, n, mask)
-        hp = hs[:time]
+        d_out = grad_of_output(grad_out, n, mask)
+        h_prev = hs[:time]
         needs = ctx.needs_input_grad
         rows = min(scaffold.CHUNK, time)
-        q = n.new_empty(rows, batch, 2, hid)  # d h / d [f-pre via the update, candidate-pre]
-        a_f2 = n.new_empty(rows, batch, hid)  # d (f h) / d f-pre
+        dh_dpre = n.new_empty(rows, batch, 2, hid)  # d h / d [f-pre via the update, candidate-pre]
+        dfh_df_pre = n.new_empty(rows, batch, hid)  # d (f h) / d f-pre
         keep = n.new_empty(rows, batch, hid)
         fh = n.new_empty(rows, batch, hid)
-        d = n.new_empty(rows, batch, 2, hid)  # slots [df, dn]
+        d_pre = n.new_empty(rows, batch, 2, hid)  # slots [df, dn]
         dfh = n.new_empty(batch, hid)
-        g_gi = n.new_empty(batch, time, 2 * hid) if needs[0] else None
-        g_gi_tm = None if g_gi is None else time_major(g_gi)
-        g_uf = n.new_zeros(hid, hid) if needs[2] else None
-        g_uh = n.new_zeros(hid, hid) if needs[4] else None
-        d_sum = n.new_zeros(2 * hid)
-        d_l, q_l, a_l, f_l = d.unbind(0), q.unbind(0), a_f2.unbind(0), f.unbind(0)
-        base = [0]
+        d_gi = n.new_empty(batch, time, 2 * hid) if needs[0] else None
+        d_gi_tm = None if d_gi is None else time_major(d_gi)
+        d_weight_f = n.new_zeros(hid, hid) if needs[2] else None
+        d_weight_h = n.new_zeros(hid, hid) if needs[4] else None
+        d_bias = n.new_zeros(2 * hid)
+        d_pre_l, dh_dpre_l, dfh_df_pre_l, f_l = (
+            d_pre.unbind(0),
+            dh_dpre.unbind(0),
+            dfh_df_pre.unbind(0),
+            f.unbind(0),
+        )
+        block_start = 0
 
         def chunk(lo: int, hi: int, before: bool) -> None:
+            nonlocal block_start
             k = hi - lo
             if before:
-                base[0] = lo
-                f_c, n_c, h_c = f[lo:hi], n[lo:hi], hp[lo:hi]
-                s = torch.addcmul(f_c, f_c, f_c, value=-1, out=a_f2[:k])  # σ'
-                torch.sub(n_c, h_c, out=q[:k, :, 0]).mul_(s)
-                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q[:k, :, 1]).mul_(f_c)
-                s.mul_(h_c)
+                block_start = lo
+                f_c, n_c, h_c = f[lo:hi], n[lo:hi], h_prev[lo:hi]
+                sig_grad = torch.addcmul(f_c, f_c, f_c, value=-1, out=dfh_df_pre[:k])  # σ'
+                torch.sub(n_c, h_c, out=dh_dpre[:k, :, 0]).mul_(sig_grad)
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=dh_dpre[:k, :, 1]).mul_(f_c)
+                sig_grad.mul_(h_c)
                 torch.neg(f_c, out=keep[:k]).add_(1)
-                if g_uh is not None:
+                if d_weight_h is not None:
                     torch.mul(f_c, h_c, out=fh[:k])
                 if mask is not None:  # a padding step: no slot gradient, keep 1 (the gradient passes)
-                    m = mask[lo:hi]
-                    q[:k].mul_(m.unsqueeze(-1))
-                    keep[:k].copy_(torch.where(m, keep[:k], 1.0))
+                    mask_c = mask[lo:hi]
+                    dh_dpre[:k].mul_(mask_c.unsqueeze(-1))
+                    keep[:k].copy_(torch.where(mask_c, keep[:k], 1.0))
                 return
-            d_flat = d[:k].view(k * batch, 2 * hid)
-            if g_uf is not None:
-                g_uf.addmm_(d_flat[:, :hid].t(), hp[lo:hi].reshape(k * batch, hid))
-            if g_uh is not None:
-                g_uh.addmm_(d_flat[:, hid:].t(), fh[:k].view(k * batch, hid))
+            d_pre_flat = d_pre[:k].view(k * batch, 2 * hid)
+            if d_weight_f is not None:
+                d_weight_f.addmm_(d_pre_flat[:, :hid].t(), h_prev[lo:hi].reshape(k * batch, hid))
+            if d_weight_h is not None:
+                d_weight_h.addmm_(d_pre_flat[:, hid:].t(), fh[:k].view(k * batch, hid))
             if has_bias_f or has_bias_h:
-                d_sum.add_(d_flat.sum(0))
-            if g_gi_tm is not None:
-                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 2 * hid))
+                d_bias.add_(d_pre_flat.sum(0))
+            if d_gi_tm is not None:
+                d_gi_tm[lo:hi].copy_(d_pre[:k].view(k, batch, 2 * hid))
 
-        def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            i = t - base[0]
-            dt = d_l[i]
-            torch.mul(dh.unsqueeze(1), q_l[i], out=dt)
-            torch.mm(dt[:, 1], weight_h, out=dfh)
-            dt[:, 0].addcmul_(dfh, a_l[i])
+        def step(t: int, d_h: Tensor, acc: Tensor) -> None:
+            i = t - block_start
+            d_pre_t = d_pre_l[i]
+            torch.mul(d_h.unsqueeze(1), dh_dpre_l[i], out=d_pre_t)
+            torch.mm(d_pre_t[:, 1], weight_h, out=dfh)
+            d_pre_t[:, 0].addcmul_(dfh, dfh_df_pre_l[i])
             acc.addcmul_(dfh, f_l[t])
-            acc.addmm_(dt[:, 0], weight_f)
+            acc.addmm_(d_pre_t[:, 0], weight_f)
 
-        dh0 = reverse_loop(go, grad_ht, keep, step, chunk, block_keep=True)
+        d_h0 = reverse_loop(d_out, grad_ht, keep, step, chunk, block_keep=True)
         return (
-            g_gi,
-            dh0 if needs[1] else None,
-            g_uf,
-            d_sum[:hid] if has_bias_f and needs[3] else None,
-            g_uh,
-            d_sum[hid:] if has_bias_h and needs[5] else None,
+            d_gi,
+            d_h0 if needs[1] else None,
+            d_weight_f,
+            d_bias[:hid] if has_bias_f and needs[3] else None,
+            d_weight_h,
+            d_bias[hid:] if has_bias_h and needs[5] else None,
             None,
             None,
         )

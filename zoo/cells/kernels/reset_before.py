@@ -103,77 +103,78 @@ class _GRUResetBefore(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor | None, grad_ht: Tensor | None) -> tuple[Tensor | None, ...]:
         weight_n, weight_gates = ctx.saved_tensors
         hs, mask, rz, rh, n = ctx.buffers
-        gates_in, has_bn, has_bg = ctx.flags
+        gates_in, has_bias_n, has_bias_gates = ctx.flags
         time, batch, hid = n.shape
-        go = grad_of_output(grad_out, n, mask)
-        hp = hs[:time]
+        d_out = grad_of_output(grad_out, n, mask)
+        h_prev = hs[:time]
         r, z = rz[..., :hid], rz[..., hid:]
         keep = z if mask is None else torch.where(mask, z, 1.0)
         needs = ctx.needs_input_grad
         # Blocked: the factors, the slots [dr, dz, dn] and the weight gradients of CHUNK steps at a
         # time live in small buffers reused block after block (in cache, never page-faulted afresh);
         # only the input gradient is a whole-sequence buffer, written in the caller's layout.
-        q = n.new_empty(scaffold.CHUNK, batch, 2, hid)
-        a_r = n.new_empty(scaffold.CHUNK, batch, hid)
-        d = n.new_empty(scaffold.CHUNK, batch, 3, hid)
+        dh_dpre = n.new_empty(scaffold.CHUNK, batch, 2, hid)
+        drh_dr_pre = n.new_empty(scaffold.CHUNK, batch, hid)
+        d_pre = n.new_empty(scaffold.CHUNK, batch, 3, hid)
         drh = n.new_empty(scaffold.CHUNK, batch, hid)
         width = 3 * hid if gates_in else hid
-        g_gi = n.new_empty(batch, time, width) if needs[0] else None
-        g_gi_tm = None if g_gi is None else time_major(g_gi)
-        g_un = n.new_zeros(hid, hid) if needs[2] else None
-        g_ug = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
-        d_sum = n.new_zeros(3 * hid)
-        q_l, drh_l, ar_l = q.unbind(0), drh.unbind(0), a_r.unbind(0)
+        d_gi = n.new_empty(batch, time, width) if needs[0] else None
+        d_gi_tm = None if d_gi is None else time_major(d_gi)
+        d_weight_n = n.new_zeros(hid, hid) if needs[2] else None
+        d_weight_gates = n.new_zeros(2 * hid, hid) if weight_gates is not None and needs[4] else None
+        d_bias = n.new_zeros(3 * hid)
+        dh_dpre_l, drh_l, drh_dr_pre_l = dh_dpre.unbind(0), drh.unbind(0), drh_dr_pre.unbind(0)
         r_l = r.unbind(0)
-        base = [0]
+        block_start = 0
 
         def chunk(lo: int, hi: int, before: bool) -> None:
+            nonlocal block_start
             k = hi - lo
             if before:
-                base[0] = lo
-                h_c, n_c, z_c, r_c = hp[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
-                q0, q1 = q[:k, :, 0], q[:k, :, 1]
-                torch.addcmul(z_c, z_c, z_c, value=-1, out=a_r[:k])  # z (1 - z), a_r as scratch
-                torch.sub(h_c, n_c, out=q0).mul_(a_r[:k])  # d h / d z-pre
-                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=q1)
-                q1.addcmul_(q1, z_c, value=-1)  # d h / d n-pre = (1 - n²)(1 - z)
-                torch.addcmul(r_c, r_c, r_c, value=-1, out=a_r[:k]).mul_(h_c)  # d (r h) / d r-pre
+                block_start = lo
+                h_c, n_c, z_c, r_c = h_prev[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
+                dh_dz_pre, dh_dn_pre = dh_dpre[:k, :, 0], dh_dpre[:k, :, 1]
+                torch.addcmul(z_c, z_c, z_c, value=-1, out=drh_dr_pre[:k])  # z (1 - z), as scratch
+                torch.sub(h_c, n_c, out=dh_dz_pre).mul_(drh_dr_pre[:k])  # d h / d z-pre
+                torch.addcmul(n.new_ones(()), n_c, n_c, value=-1, out=dh_dn_pre)
+                dh_dn_pre.addcmul_(dh_dn_pre, z_c, value=-1)  # d h / d n-pre = (1 - n²)(1 - z)
+                torch.addcmul(r_c, r_c, r_c, value=-1, out=drh_dr_pre[:k]).mul_(h_c)  # d (r h) / d r-pre
                 if mask is not None:
-                    q[:k].mul_(mask[lo:hi].unsqueeze(-1))
+                    dh_dpre[:k].mul_(mask[lo:hi].unsqueeze(-1))
                 return
             if weight_gates is None:
-                torch.mul(drh[:k], a_r[:k], out=d[:k, :, 0])
-            d_flat = d[:k].view(k * batch, 3 * hid)
-            if g_un is not None:
-                g_un.addmm_(d_flat[:, 2 * hid :].t(), rh[lo:hi].reshape(k * batch, hid))
-            if g_ug is not None:
-                g_ug.addmm_(d_flat[:, : 2 * hid].t(), hp[lo:hi].reshape(k * batch, hid))
-            d_sum.add_(d_flat.sum(0))
-            if g_gi_tm is not None:
-                g_gi_tm[lo:hi].copy_(d[:k].view(k, batch, 3 * hid) if gates_in else d[:k, :, 2])
+                torch.mul(drh[:k], drh_dr_pre[:k], out=d_pre[:k, :, 0])
+            d_pre_flat = d_pre[:k].view(k * batch, 3 * hid)
+            if d_weight_n is not None:
+                d_weight_n.addmm_(d_pre_flat[:, 2 * hid :].t(), rh[lo:hi].reshape(k * batch, hid))
+            if d_weight_gates is not None:
+                d_weight_gates.addmm_(d_pre_flat[:, : 2 * hid].t(), h_prev[lo:hi].reshape(k * batch, hid))
+            d_bias.add_(d_pre_flat.sum(0))
+            if d_gi_tm is not None:
+                d_gi_tm[lo:hi].copy_(d_pre[:k].view(k, batch, 3 * hid) if gates_in else d_pre[:k, :, 2])
 
-        # per-step views of the slots made once (d is reused block after block)
-        dzn_l, dn_l, dr_l = d[:, :, 1:].unbind(0), d[:, :, 2].unbind(0), d[:, :, 0].unbind(0)
-        drz_l = [v.view(batch, 2 * hid) for v in d[:, :, :2].unbind(0)]
+        # per-step views of the slots made once (d_pre is reused block after block)
+        dzn_l, dn_l, dr_l = d_pre[:, :, 1:].unbind(0), d_pre[:, :, 2].unbind(0), d_pre[:, :, 0].unbind(0)
+        drz_l = [v.view(batch, 2 * hid) for v in d_pre[:, :, :2].unbind(0)]
 
-        def step(t: int, dh: Tensor, acc: Tensor) -> None:
-            i = t - base[0]
+        def step(t: int, d_h: Tensor, acc: Tensor) -> None:
+            i = t - block_start
             drh_i = drh_l[i]
-            torch.mul(dh.unsqueeze(1), q_l[i], out=dzn_l[i])
+            torch.mul(d_h.unsqueeze(1), dh_dpre_l[i], out=dzn_l[i])
             torch.mm(dn_l[i], weight_n, out=drh_i)
             acc.addcmul_(drh_i, r_l[t])
             if weight_gates is not None:
-                torch.mul(drh_i, ar_l[i], out=dr_l[i])
+                torch.mul(drh_i, drh_dr_pre_l[i], out=dr_l[i])
                 acc.addmm_(drz_l[i], weight_gates)
 
-        dh0 = reverse_loop(go, grad_ht, keep, step, chunk)
+        d_h0 = reverse_loop(d_out, grad_ht, keep, step, chunk)
         return (
-            g_gi,
-            dh0 if needs[1] else None,
-            g_un,
-            d_sum[2 * hid :] if has_bn and needs[3] else None,
-            g_ug,
-            d_sum[: 2 * hid] if has_bg and needs[5] else None,
+            d_gi,
+            d_h0 if needs[1] else None,
+            d_weight_n,
+            d_bias[2 * hid :] if has_bias_n and needs[3] else None,
+            d_weight_gates,
+            d_bias[: 2 * hid] if has_bias_gates and needs[5] else None,
             None,
             None,
         )
