@@ -6,7 +6,7 @@ of (variant / nn.GRU in the same round). Each variant includes its input project
 all steps) and the backward pass to the input, every weight and the initial state.
 
     python benchmarks/kernels.py                      # T=128 and 512, every variant
-    python benchmarks/kernels.py --T 128 --only gru gru_loop --json out.json
+    python benchmarks/kernels.py --T 128 --only mgu mgu_loop --json out.json
     # an earlier version side by side: a package directory (zoo/cells/kernels) or, before the package,
     # the single file zoo/cells/_kernels.py
     mkdir /tmp/old && git archive REV zoo/cells | tar -x -C /tmp/old

@@ -8,6 +8,7 @@ state. Plus the dispatch rules (fallback under ``torch.func`` transforms, off sw
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
@@ -39,47 +40,47 @@ CASES: dict[str, Case] = {
     "ln_gru": (
         lambda: (_seq(3), _r(B, H), _r(3 * H, H), _r(3 * H), _r(3 * H)),
         layer_norm._LNGRU.apply,
-        K.ln_gru_loop,
+        partial(K.ln_gru, reference=True),
     ),
     "ln_gru_nobias": (
         lambda: (_seq(3), _r(B, H), _r(3 * H, H), _r(3 * H), None),
         layer_norm._LNGRU.apply,
-        K.ln_gru_loop,
+        partial(K.ln_gru, reference=True),
     ),
     "gru_cho": (
         lambda: (_seq(3), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
         reset_before._GRUResetBefore.apply,
-        K.gru_reset_before_loop,
+        partial(K.gru_reset_before, reference=True),
     ),
     "gru1": (
         lambda: (_seq(1), _r(B, H), _r(H, H), _r(H), _r(2 * H, H), _r(2 * H)),
         reset_before._GRUResetBefore.apply,
-        K.gru_reset_before_loop,
+        partial(K.gru_reset_before, reference=True),
     ),
     "gru2": (
         lambda: (_seq(1), _r(B, H), _r(H, H), None, _r(2 * H, H), None),
         reset_before._GRUResetBefore.apply,
-        K.gru_reset_before_loop,
+        partial(K.gru_reset_before, reference=True),
     ),
     "gru3": (
         lambda: (_seq(1), _r(B, H), _r(H, H), _r(H), None, _r(2 * H)),
         reset_before._GRUResetBefore.apply,
-        K.gru_reset_before_loop,
+        partial(K.gru_reset_before, reference=True),
     ),
     "mgu": (
         lambda: (_seq(2), _r(B, H), _r(H, H), _r(H), _r(H, H), _r(H)),
         minimal._MGU.apply,
-        K.mgu_loop,
+        partial(K.mgu, reference=True),
     ),
     "linear": (
         lambda: (_seq(1, positive=True), _seq(1), _r(B, H)),
         lambda *args: linear._LinearRecurrence.apply(*args, "loop"),
-        K.linear_recurrence_loop,
+        partial(K.linear_recurrence, reference=True),
     ),
     "min_gru": (
         lambda: (_seq(2), _r(B, H)),
         linear._MinGRU.apply,
-        K.min_gru_loop,
+        partial(K.min_gru_packed, reference=True),
     ),
 }
 
@@ -145,7 +146,7 @@ def test_only_final_state_needs_grad() -> None:
     gi, h0, u, gamma, c = CASES["ln_gru"][0]()
     _, h = K.ln_gru(gi, h0, u, gamma, c)
     (g,) = torch.autograd.grad(h.sum(), [u])
-    _, h_l = K.ln_gru_loop(gi, h0, u, gamma, c)
+    _, h_l = K.ln_gru(gi, h0, u, gamma, c, reference=True)
     (g_l,) = torch.autograd.grad(h_l.sum(), [u])
     torch.testing.assert_close(g, g_l, atol=1e-10, rtol=0)
 
@@ -163,7 +164,7 @@ def test_output_edit_does_not_corrupt_backward() -> None:
     torch.manual_seed(4)
     gi, h0, u, gamma, c = CASES["ln_gru"][0]()
     out, _ = K.ln_gru(gi, h0, u, gamma, c)
-    ref, _ = K.ln_gru_loop(gi, h0, u, gamma, c)
+    ref, _ = K.ln_gru(gi, h0, u, gamma, c, reference=True)
     (g_ref,) = torch.autograd.grad(ref.sum(), [u])
     loss = out.sum()
     out.detach().zero_()  # the output has its own storage, the saved states are untouched
@@ -288,7 +289,7 @@ def test_min_gru_packed_equals_loop(masked: bool, chunk: int, monkeypatch: pytes
     out_k, h_k = K.min_gru_packed(proj, h0, mask)
     k, cand = proj.chunk(2, -1)
     z = torch.sigmoid(k)  # the recurrence written out: h = (1 - z) h + z h~
-    out_l, h_l = K.linear_recurrence_loop(1 - z, z * cand, h0, mask)
+    out_l, h_l = K.linear_recurrence(1 - z, z * cand, h0, mask, reference=True)
     torch.testing.assert_close(out_k, out_l, atol=1e-10, rtol=0)
     torch.testing.assert_close(h_k, h_l, atol=1e-10, rtol=0)
     w_out, w_h = torch.randn_like(out_l), torch.randn_like(h_l)

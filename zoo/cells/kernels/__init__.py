@@ -32,10 +32,10 @@ Conventions shared by every kernel (batch first, as the cells):
 
 Each public function dispatches: the kernel when :func:`kernels_enabled` says so (CPU or CUDA,
 float32 or float64, not under autocast, no ``torch.func`` transform, not being compiled or scripted),
-else a plain autograd loop of the same equations (``*_loop``), which also serves as the reference.
-The kernels' backward is not itself
-differentiable: for double backward (``gradgradcheck``, some meta-learning) turn them off with
-``use_kernels(False)`` or ``ZOO_KERNELS=0``. ``torch.func.functional_call`` works with them.
+else a plain autograd loop of the same equations (``reference=True``), which is also what the tests
+hold the kernel to. The kernels' backward is not itself differentiable: for double backward
+(``gradgradcheck``, some meta-learning) turn them off with ``use_kernels(False)`` or ``ZOO_KERNELS=0``.
+``torch.func.functional_call`` works with them.
 
 A ``LoopLayer`` runs one by implementing its :meth:`~zoo.cells.base.LoopLayer.kernel` hook; the layer
 calls it where :func:`kernels_enabled` allows (``forward_with_gates`` keeps the step loop)::
@@ -47,28 +47,21 @@ calls it where :func:`kernels_enabled` allows (``forward_with_gates`` keeps the 
 
 from __future__ import annotations
 
-from zoo.cells.kernels.layer_norm import ln_gru, ln_gru_loop
+from zoo.cells.kernels.layer_norm import ln_gru
 from zoo.cells.kernels.linear import (
     linear_recurrence,
-    linear_recurrence_loop,
-    min_gru_loop,
     min_gru_packed,
 )
-from zoo.cells.kernels.minimal import mgu, mgu_loop
+from zoo.cells.kernels.minimal import mgu
 from zoo.cells.kernels.policy import kernels_enabled, use_kernels
-from zoo.cells.kernels.reset_before import gru_reset_before, gru_reset_before_loop
+from zoo.cells.kernels.reset_before import gru_reset_before
 
 __all__ = [
     "gru_reset_before",
-    "gru_reset_before_loop",
     "kernels_enabled",
     "linear_recurrence",
-    "linear_recurrence_loop",
     "ln_gru",
-    "ln_gru_loop",
     "mgu",
-    "mgu_loop",
-    "min_gru_loop",
     "min_gru_packed",
     "use_kernels",
 ]

@@ -9,11 +9,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from zoo.cells.kernels import scaffold
+from zoo.cells.kernels.policy import kernels_enabled
 from zoo.cells.kernels.scaffold import (
     ChunkedWeightGrad,
     autograd_loop,
     check_inputs,
-    dispatch,
     finish_forward,
     forward_loop,
     grad_of_output,
@@ -68,7 +68,7 @@ class _LNGRU(torch.autograd.Function):
         norm_in_l, rz_l, n_l = norm_in.unbind(0), rz.unbind(0), n.unbind(0)
         r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
 
-        def step(t: int, h: Tensor, out: Tensor) -> None:
+        def step(t: int, i: int, h: Tensor, out: Tensor) -> None:
             norm_in_t = norm_in_l[t]
             torch.mm(h, u_t, out=norm_in_t)
             y, mean, rstd = torch.native_layer_norm(norm_in_t, norm_shape, gamma, beta, LN_EPS)
@@ -107,14 +107,11 @@ class _LNGRU(torch.autograd.Function):
         # buffers reused block after block (in cache; whole-sequence ones would be page-faulted in)
         rows = min(scaffold.CHUNK, time)
         dh_dz_pre, dh_dn_pre, dn_dr_pre = (n.new_empty(rows, batch, hid) for _ in range(3))
-        block_start = 0
 
         def chunk(lo: int, hi: int, before: bool) -> None:
-            nonlocal block_start
             if not before:
                 return
             k = hi - lo
-            block_start = lo
             h_c, n_c, z_c, r_c = h_prev[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
             dz_block = torch.sub(h_c, n_c, out=dh_dz_pre[:k]).mul_(z_c)
             dz_block.addcmul_(dz_block, z_c, value=-1)  # d h / d z-pre = (h − n) z (1 − z)
@@ -149,8 +146,7 @@ class _LNGRU(torch.autograd.Function):
         norm_shape = (three_h,)
         which = (True, True, beta is not None)
 
-        def step(t: int, d_h: Tensor, acc: Tensor) -> None:
-            i = t - block_start
+        def step(t: int, i: int, d_h: Tensor, acc: Tensor) -> None:
             d_gi_t = d_gi_l[t].view(batch, 3, hid)
             torch.mul(d_h, dh_dz_pre_l[i], out=d_norm_out[:, 2])  # dz
             d_n = torch.mul(d_h, dh_dn_pre_l[i], out=d_gi_t[:, 2])
@@ -189,29 +185,6 @@ class _LNGRU(torch.autograd.Function):
         )
 
 
-def ln_gru_loop(
-    gi: Tensor,
-    h0: Tensor,
-    weight_hh: Tensor,
-    gamma_hh: Tensor,
-    bias_hh: Tensor | None = None,
-    mask: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Plain autograd loop of :func:`ln_gru` (the fallback and the reference)."""
-    three_h = gi.size(-1)
-    two = 2 * (three_h // 3)
-
-    def step(h: Tensor, g: Tensor) -> Tensor:
-        gh = torch.nn.functional.layer_norm(
-            torch.nn.functional.linear(h, weight_hh), (three_h,), gamma_hh, bias_hh, LN_EPS
-        )
-        r, z = torch.sigmoid(g[:, :two] + gh[:, :two]).chunk(2, dim=-1)
-        cand = torch.tanh(torch.addcmul(g[:, two:], r, gh[:, two:]))
-        return torch.lerp(cand, h, z)
-
-    return autograd_loop(step, h0, mask, gi)
-
-
 def ln_gru(
     gi: Tensor,
     h0: Tensor,
@@ -219,6 +192,8 @@ def ln_gru(
     gamma_hh: Tensor,
     bias_hh: Tensor | None = None,
     mask: Tensor | None = None,
+    *,
+    reference: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Reset-after GRU with layer norm on the recurrent pre-activation (haste's ``LayerNormGRU``), keep form.
 
@@ -233,9 +208,26 @@ def ln_gru(
         gamma_hh: the recurrent norm's gain ``[3H]``.
         bias_hh: ``c`` ``[3H]``, added after the norm, or ``None``.
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        reference: run the plain autograd loop of the same equations instead of the kernel (what runs
+            where the kernel cannot, and the reference the tests hold the kernel to).
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
     check_inputs(gi, h0, 3, mask)
-    return dispatch(_LNGRU, ln_gru_loop, (gi, h0, weight_hh, gamma_hh, bias_hh), mask)
+    args = (gi, h0, weight_hh, gamma_hh, bias_hh)
+    if not reference and kernels_enabled(*args):
+        out, h_t = _LNGRU.apply(*args, mask)
+        return out, h_t
+    three_h = gi.size(-1)
+    two = 2 * (three_h // 3)
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
+        gh = torch.nn.functional.layer_norm(
+            torch.nn.functional.linear(h, weight_hh), (three_h,), gamma_hh, bias_hh, LN_EPS
+        )
+        r, z = torch.sigmoid(g[:, :two] + gh[:, :two]).chunk(2, dim=-1)
+        cand = torch.tanh(torch.addcmul(g[:, two:], r, gh[:, two:]))
+        return torch.lerp(cand, h, z)
+
+    return autograd_loop(step, h0, mask, gi)

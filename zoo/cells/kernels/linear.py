@@ -31,7 +31,6 @@ from zoo.cells.kernels.policy import kernels_enabled
 from zoo.cells.kernels.scaffold import (
     autograd_loop,
     check_pair,
-    dispatch,
     finish_forward,
     forward_loop,
     grad_of_output,
@@ -119,7 +118,7 @@ class _LinearRecurrence(torch.autograd.Function):
         else:
             a_l, b_l = a_tm.unbind(0), b_tm.unbind(0)
 
-            def step(t: int, h: Tensor, out: Tensor) -> None:
+            def step(t: int, i: int, h: Tensor, out: Tensor) -> None:
                 torch.addcmul(b_l[t], a_l[t], h, out=out)
 
             hs = forward_loop(h0, b_tm, None, step)
@@ -150,16 +149,14 @@ class _LinearRecurrence(torch.autograd.Function):
         )
 
 
-def linear_recurrence_loop(
-    a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """Plain autograd loop of :func:`linear_recurrence` (the fallback and the reference)."""
-    h = torch.zeros_like(b[:, 0]) if h0 is None else h0
-    return autograd_loop(lambda h_prev, a_t, b_t: a_t * h_prev + b_t, h, mask, a, b)
-
-
 def linear_recurrence(
-    a: Tensor, b: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, algorithm: str = "loop"
+    a: Tensor,
+    b: Tensor,
+    h0: Tensor | None = None,
+    mask: Tensor | None = None,
+    algorithm: str = "loop",
+    *,
+    reference: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """``h_t = a_t ⊙ h_{t-1} + b_t`` (minGRU, minLSTM), with a hand-written backward.
 
@@ -170,6 +167,8 @@ def linear_recurrence(
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
         algorithm: ``"loop"`` (one step at a time) or ``"scan"`` (a chunked parallel scan, about
             ``2√T`` dispatches); both have the same backward and agree to rounding.
+        reference: run the plain autograd loop of the same equations instead of the kernel (what runs
+            where the kernel cannot, and the reference the tests hold the kernel to).
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``: every ``h_t`` (zero on padding) and the state after each
@@ -178,10 +177,11 @@ def linear_recurrence(
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, got {algorithm!r}")
     check_pair(a, b, h0, mask, "a", "b")
-    if kernels_enabled(a, b, h0):
+    if not reference and kernels_enabled(a, b, h0):
         out, h_t = _LinearRecurrence.apply(a, b, h0, mask, algorithm)
         return out, h_t
-    return linear_recurrence_loop(a, b, h0, mask)
+    h = torch.zeros_like(b[:, 0]) if h0 is None else h0
+    return autograd_loop(lambda h_prev, a_t, b_t: a_t * h_prev + b_t, h, mask, a, b)
 
 
 class _MinGRU(torch.autograd.Function):
@@ -201,15 +201,12 @@ class _MinGRU(torch.autograd.Function):
         mask_tm, (k_tm, cand_tm) = time_major_inputs(mask, *proj.chunk(2, dim=-1))
         z_block = proj.new_empty(min(scaffold.CHUNK, cand_tm.size(0)), cand_tm.size(1), cand_tm.size(2))
         cand_l = cand_tm.unbind(0)
-        block_start = 0
 
         def block(lo: int, hi: int) -> None:
-            nonlocal block_start
-            block_start = lo
             _min_gru_gate(k_tm, mask_tm, lo, hi, z_block)
 
-        def step(t: int, h: Tensor, out: Tensor) -> None:
-            torch.lerp(h, cand_l[t], z_block[t - block_start], out=out)  # (1 - z) h + z h~
+        def step(t: int, i: int, h: Tensor, out: Tensor) -> None:
+            torch.lerp(h, cand_l[t], z_block[i], out=out)  # (1 - z) h + z h~
 
         hs = forward_loop(h0, cand_tm, None, step, block)
         return finish_forward(ctx, hs, mask_tm)
@@ -267,15 +264,8 @@ def _min_gru_gate(k_tm: Tensor, mask: Tensor | None, lo: int, hi: int, out: Tens
     return z if mask is None else z.mul_(mask[lo:hi])
 
 
-def min_gru_loop(proj: Tensor, h0: Tensor | None = None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Plain autograd form of :func:`min_gru_packed`: ``linear_recurrence_loop(1 − σ(k), σ(k) ⊙ h~)``."""
-    k, cand = proj.chunk(2, dim=-1)
-    z = torch.sigmoid(k)
-    return linear_recurrence_loop(1 - z, z * cand, h0, mask)
-
-
 def min_gru_packed(
-    proj: Tensor, h0: Tensor | None = None, mask: Tensor | None = None
+    proj: Tensor, h0: Tensor | None = None, mask: Tensor | None = None, *, reference: bool = False
 ) -> tuple[Tensor, Tensor]:
     """minGRU's recurrence from its packed projection ``proj = [k, h~]`` (``[B, T, 2H]``, one ``nn.Linear``):
     ``z = σ(k)``, ``h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h~_t``.
@@ -284,6 +274,8 @@ def min_gru_packed(
         proj: gate pre-activations and candidates, ``[B, T, 2H]``.
         h0: initial state ``[B, H]`` (zeros when ``None``).
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        reference: run the plain autograd form instead of the kernel,
+            ``linear_recurrence(1 − σ(k), σ(k) ⊙ h~, reference=True)``.
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
@@ -292,4 +284,8 @@ def min_gru_packed(
         raise ValueError(f"proj must be [B, T, 2H], got {list(proj.shape)}")
     k, cand = proj.chunk(2, dim=-1)
     check_pair(k, cand, h0, mask, "k", "cand")
-    return dispatch(_MinGRU, min_gru_loop, (proj, h0), mask)
+    if not reference and kernels_enabled(proj, h0):
+        out, h_t = _MinGRU.apply(proj, h0, mask)
+        return out, h_t
+    z = torch.sigmoid(k)
+    return linear_recurrence(1 - z, z * cand, h0, mask, reference=True)

@@ -9,18 +9,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from zoo.cells.kernels import scaffold
-from zoo.cells.kernels.scaffold import (
-    autograd_loop,
-    check_inputs,
-    dispatch,
-    finish_forward,
-    forward_loop,
-    grad_of_output,
-    reverse_loop,
-    tanh_of_half_,
-    time_major,
-    time_major_inputs,
-)
+from zoo.cells.kernels.policy import kernels_enabled
 
 # -- (c) MGU (Zhou et al. 2016), write convention ------------------------------------------------------
 
@@ -41,7 +30,7 @@ class _MGU(torch.autograd.Function):
         bias_h: Tensor | None,
         mask: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        mask_tm, (gi_tm,) = time_major_inputs(mask, gi)
+        mask_tm, (gi_tm,) = scaffold.time_major_inputs(mask, gi)
         time, batch, _ = gi_tm.shape
         hid = h0.size(1)
         rows = min(scaffold.CHUNK, time)
@@ -54,13 +43,12 @@ class _MGU(torch.autograd.Function):
         uf_t, uh_t = weight_f.t(), weight_h.t()
         f_l, n_l = f.unbind(0), n.unbind(0)
         minus_one = gi.new_full((), -1.0)
-        # the block's first step and the per-step input sides (plus bias) of its steps, set by block()
-        block_start = 0
+        # the per-step input sides (plus bias) of the block's steps, set by block()
         f_in_l: tuple[Tensor, ...] = ()
         n_in_l: tuple[Tensor, ...] = ()
 
         def block(lo: int, hi: int) -> None:
-            nonlocal block_start, f_in_l, n_in_l
+            nonlocal f_in_l, n_in_l
             k = hi - lo
             f_in = (
                 gi_f[lo:hi]
@@ -72,24 +60,22 @@ class _MGU(torch.autograd.Function):
                 if bias_h is None or n_block is None
                 else torch.add(gi_h[lo:hi], bias_h, out=n_block[:k])
             )
-            block_start, f_in_l, n_in_l = lo, f_in.unbind(0), n_in.unbind(0)
+            f_in_l, n_in_l = f_in.unbind(0), n_in.unbind(0)
 
-        def step(t: int, h: Tensor, out: Tensor) -> None:
+        def step(t: int, i: int, h: Tensor, out: Tensor) -> None:
             ft = f_l[t]
-            torch.addmm(f_in_l[t - block_start], h, uf_t, out=ft)
+            torch.addmm(f_in_l[i], h, uf_t, out=ft)
             ft.sigmoid_()
             torch.mul(ft, h, out=fh)
             nt = n_l[t]
-            torch.addmm(
-                n_in_l[t - block_start], fh, uh_t, beta=2, alpha=2, out=nt
-            )  # twice the pre-activation
-            tanh_of_half_(nt, minus_one)
+            torch.addmm(n_in_l[i], fh, uh_t, beta=2, alpha=2, out=nt)  # twice the pre-activation
+            scaffold.tanh_of_half_(nt, minus_one)
             torch.lerp(h, nt, ft, out=out)  # (1 - f) h + f h~
 
-        hs = forward_loop(h0, n, mask_tm, step, block)
+        hs = scaffold.forward_loop(h0, n, mask_tm, step, block)
         ctx.save_for_backward(weight_f, weight_h)
         ctx.flags = (bias_f is not None, bias_h is not None)
-        return finish_forward(ctx, hs, mask_tm, f, n)
+        return scaffold.finish_forward(ctx, hs, mask_tm, f, n)
 
     @staticmethod
     @once_differentiable
@@ -98,7 +84,7 @@ class _MGU(torch.autograd.Function):
         hs, mask, f, n = ctx.buffers
         has_bias_f, has_bias_h = ctx.flags
         time, batch, hid = n.shape
-        d_out = grad_of_output(grad_out, n, mask)
+        d_out = scaffold.grad_of_output(grad_out, n, mask)
         h_prev = hs[:time]
         needs = ctx.needs_input_grad
         rows = min(scaffold.CHUNK, time)
@@ -109,7 +95,7 @@ class _MGU(torch.autograd.Function):
         d_pre = n.new_empty(rows, batch, 2, hid)  # slots [df, dn]
         dfh = n.new_empty(batch, hid)
         d_gi = n.new_empty(batch, time, 2 * hid) if needs[0] else None
-        d_gi_tm = None if d_gi is None else time_major(d_gi)
+        d_gi_tm = None if d_gi is None else scaffold.time_major(d_gi)
         d_weight_f = n.new_zeros(hid, hid) if needs[2] else None
         d_weight_h = n.new_zeros(hid, hid) if needs[4] else None
         d_bias = n.new_zeros(2 * hid)
@@ -119,13 +105,10 @@ class _MGU(torch.autograd.Function):
             dfh_df_pre.unbind(0),
             f.unbind(0),
         )
-        block_start = 0
 
         def chunk(lo: int, hi: int, before: bool) -> None:
-            nonlocal block_start
             k = hi - lo
             if before:
-                block_start = lo
                 f_c, n_c, h_c = f[lo:hi], n[lo:hi], h_prev[lo:hi]
                 sig_grad = torch.addcmul(f_c, f_c, f_c, value=-1, out=dfh_df_pre[:k])  # σ'
                 torch.sub(n_c, h_c, out=dh_dpre[:k, :, 0]).mul_(sig_grad)
@@ -149,8 +132,7 @@ class _MGU(torch.autograd.Function):
             if d_gi_tm is not None:
                 d_gi_tm[lo:hi].copy_(d_pre[:k].view(k, batch, 2 * hid))
 
-        def step(t: int, d_h: Tensor, acc: Tensor) -> None:
-            i = t - block_start
+        def step(t: int, i: int, d_h: Tensor, acc: Tensor) -> None:
             d_pre_t = d_pre_l[i]
             torch.mul(d_h.unsqueeze(1), dh_dpre_l[i], out=d_pre_t)
             torch.mm(d_pre_t[:, 1], weight_h, out=dfh)
@@ -158,7 +140,7 @@ class _MGU(torch.autograd.Function):
             acc.addcmul_(dfh, f_l[t])
             acc.addmm_(d_pre_t[:, 0], weight_f)
 
-        d_h0 = reverse_loop(d_out, grad_ht, keep, step, chunk, block_keep=True)
+        d_h0 = scaffold.reverse_loop(d_out, grad_ht, keep, step, chunk, block_keep=True)
         return (
             d_gi,
             d_h0 if needs[1] else None,
@@ -171,26 +153,6 @@ class _MGU(torch.autograd.Function):
         )
 
 
-def mgu_loop(
-    gi: Tensor,
-    h0: Tensor,
-    weight_f: Tensor,
-    bias_f: Tensor | None,
-    weight_h: Tensor,
-    bias_h: Tensor | None,
-    mask: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Plain autograd loop of :func:`mgu` (the fallback and the reference)."""
-    hid = h0.size(1)
-
-    def step(h: Tensor, g: Tensor) -> Tensor:
-        fg = torch.sigmoid(g[:, :hid] + torch.nn.functional.linear(h, weight_f, bias_f))
-        cand = torch.tanh(g[:, hid:] + torch.nn.functional.linear(fg * h, weight_h, bias_h))
-        return (1 - fg) * h + fg * cand
-
-    return autograd_loop(step, h0, mask, gi)
-
-
 def mgu(
     gi: Tensor,
     h0: Tensor,
@@ -199,6 +161,8 @@ def mgu(
     weight_h: Tensor,
     bias_h: Tensor | None,
     mask: Tensor | None = None,
+    *,
+    reference: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Minimal gated unit, write convention: blocks ``f, h`` of ``gi``.
 
@@ -210,9 +174,22 @@ def mgu(
         weight_f, bias_f: forget gate's recurrent weight ``[H, H]`` and bias (or ``None``).
         weight_h, bias_h: candidate's recurrent weight ``[H, H]`` and bias (or ``None``).
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        reference: run the plain autograd loop of the same equations instead of the kernel (what runs
+            where the kernel cannot, and the reference the tests hold the kernel to).
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
     """
-    check_inputs(gi, h0, 2, mask)
-    return dispatch(_MGU, mgu_loop, (gi, h0, weight_f, bias_f, weight_h, bias_h), mask)
+    scaffold.check_inputs(gi, h0, 2, mask)
+    args = (gi, h0, weight_f, bias_f, weight_h, bias_h)
+    if not reference and kernels_enabled(*args):
+        out, h_t = _MGU.apply(*args, mask)
+        return out, h_t
+    hid = h0.size(1)
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
+        fg = torch.sigmoid(g[:, :hid] + torch.nn.functional.linear(h, weight_f, bias_f))
+        cand = torch.tanh(g[:, hid:] + torch.nn.functional.linear(fg * h, weight_h, bias_h))
+        return (1 - fg) * h + fg * cand
+
+    return scaffold.autograd_loop(step, h0, mask, gi)

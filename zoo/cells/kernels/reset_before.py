@@ -10,10 +10,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from zoo.cells.kernels import scaffold
+from zoo.cells.kernels.policy import kernels_enabled
 from zoo.cells.kernels.scaffold import (
     autograd_loop,
     check_inputs,
-    dispatch,
     finish_forward,
     forward_loop,
     grad_of_output,
@@ -78,7 +78,7 @@ class _GRUResetBefore(torch.autograd.Function):
         r_l, z_l = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
         minus_one = gi.new_full((), -1.0)
 
-        def step(t: int, h: Tensor, out: Tensor) -> None:
+        def step(t: int, i: int, h: Tensor, out: Tensor) -> None:
             if ug_t is not None:
                 a = rz_l[t]
                 if g_in is None:
@@ -125,13 +125,10 @@ class _GRUResetBefore(torch.autograd.Function):
         d_bias = n.new_zeros(3 * hid)
         dh_dpre_l, drh_l, drh_dr_pre_l = dh_dpre.unbind(0), drh.unbind(0), drh_dr_pre.unbind(0)
         r_l = r.unbind(0)
-        block_start = 0
 
         def chunk(lo: int, hi: int, before: bool) -> None:
-            nonlocal block_start
             k = hi - lo
             if before:
-                block_start = lo
                 h_c, n_c, z_c, r_c = h_prev[lo:hi], n[lo:hi], z[lo:hi], r[lo:hi]
                 dh_dz_pre, dh_dn_pre = dh_dpre[:k, :, 0], dh_dpre[:k, :, 1]
                 torch.addcmul(z_c, z_c, z_c, value=-1, out=drh_dr_pre[:k])  # z (1 - z), as scratch
@@ -157,8 +154,7 @@ class _GRUResetBefore(torch.autograd.Function):
         dzn_l, dn_l, dr_l = d_pre[:, :, 1:].unbind(0), d_pre[:, :, 2].unbind(0), d_pre[:, :, 0].unbind(0)
         drz_l = [v.view(batch, 2 * hid) for v in d_pre[:, :, :2].unbind(0)]
 
-        def step(t: int, d_h: Tensor, acc: Tensor) -> None:
-            i = t - block_start
+        def step(t: int, i: int, d_h: Tensor, acc: Tensor) -> None:
             drh_i = drh_l[i]
             torch.mul(d_h.unsqueeze(1), dh_dpre_l[i], out=dzn_l[i])
             torch.mm(dn_l[i], weight_n, out=drh_i)
@@ -180,33 +176,6 @@ class _GRUResetBefore(torch.autograd.Function):
         )
 
 
-def gru_reset_before_loop(
-    gi: Tensor,
-    h0: Tensor,
-    weight_n: Tensor,
-    bias_n: Tensor | None = None,
-    weight_gates: Tensor | None = None,
-    bias_gates: Tensor | None = None,
-    mask: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Plain autograd loop of :func:`gru_reset_before` (the fallback and the reference)."""
-    hid = h0.size(1)
-    gates_in = gi.size(-1) == 3 * hid
-
-    def step(h: Tensor, g: Tensor) -> Tensor:
-        pre = g[:, : 2 * hid] if gates_in else torch.zeros_like(g[:, :1]).expand(-1, 2 * hid)
-        if weight_gates is not None:
-            pre = pre + torch.nn.functional.linear(h, weight_gates)
-        if bias_gates is not None:
-            pre = pre + bias_gates
-        r, z = torch.sigmoid(pre).chunk(2, -1)
-        xn = g[:, 2 * hid :] if gates_in else g
-        cand = torch.tanh(xn + torch.nn.functional.linear(r * h, weight_n, bias_n))
-        return (1 - z) * cand + z * h
-
-    return autograd_loop(step, h0, mask, gi)
-
-
 def gru_reset_before(
     gi: Tensor,
     h0: Tensor,
@@ -215,6 +184,8 @@ def gru_reset_before(
     weight_gates: Tensor | None = None,
     bias_gates: Tensor | None = None,
     mask: Tensor | None = None,
+    *,
+    reference: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Reset-before GRU (``gru_cho``) and its gate variants ``gru1/2/3``, keep convention.
 
@@ -231,6 +202,8 @@ def gru_reset_before(
         weight_gates: ``U_g`` ``[2H, H]`` (rows ``r, z``) or ``None``.
         bias_gates: gate bias ``[2H]`` or ``None``.
         mask: optional bool step mask ``[B, T, 1]``, true on real steps.
+        reference: run the plain autograd loop of the same equations instead of the kernel (what runs
+            where the kernel cannot, and the reference the tests hold the kernel to).
 
     Returns:
         ``(output [B, T, H], h_T [B, H])``.
@@ -238,4 +211,20 @@ def gru_reset_before(
     hid = h0.size(-1) if h0.dim() == 2 else 0
     check_inputs(gi, h0, 3 if gi.size(-1) == 3 * hid else 1, mask)
     args = (gi, h0, weight_n, bias_n, weight_gates, bias_gates)
-    return dispatch(_GRUResetBefore, gru_reset_before_loop, args, mask)
+    if not reference and kernels_enabled(*args):
+        out, h_t = _GRUResetBefore.apply(*args, mask)
+        return out, h_t
+    gates_in = gi.size(-1) == 3 * hid
+
+    def step(h: Tensor, g: Tensor) -> Tensor:
+        pre = g[:, : 2 * hid] if gates_in else torch.zeros_like(g[:, :1]).expand(-1, 2 * hid)
+        if weight_gates is not None:
+            pre = pre + torch.nn.functional.linear(h, weight_gates)
+        if bias_gates is not None:
+            pre = pre + bias_gates
+        r, z = torch.sigmoid(pre).chunk(2, -1)
+        xn = g[:, 2 * hid :] if gates_in else g
+        cand = torch.tanh(xn + torch.nn.functional.linear(r * h, weight_n, bias_n))
+        return (1 - z) * cand + z * h
+
+    return autograd_loop(step, h0, mask, gi)

@@ -1,5 +1,5 @@
-"""What every kernel shares: the forward and reverse time loops into preallocated buffers, the
-dispatch between a kernel and its autograd reference loop, the layout conversions and the input checks."""
+"""What every kernel shares: the forward and reverse time loops into preallocated buffers, the autograd
+reference loop, the layout conversions and the input checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
-from zoo.cells.kernels.policy import kernels_enabled
 
 # steps per block of the blocked loops: a block's factors and gradients stay in cache
 CHUNK = 16
@@ -41,12 +39,13 @@ def forward_loop(
     h0: Tensor | None,
     like: Tensor,
     mask: Tensor | None,
-    step: Callable[[int, Tensor, Tensor], object],
+    step: Callable[[int, int, Tensor, Tensor], object],
     block: Callable[[int, int], object] | None = None,
 ) -> Tensor:
     """The forward time loop into one preallocated ``[T + 1, B, H]`` state buffer (``hs[0] = h0``).
 
-    ``step(t, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer);
+    ``step(t, i, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer;
+    ``i`` is ``t``'s row in its block);
     a padding step then keeps the previous state. ``like`` is any time-major ``[T, B, H]`` tensor.
     ``block(lo, hi)``, if given, runs before each block of :data:`CHUNK` steps ``lo <= t < hi``: for
     per-block input-side work into small reused buffers (in cache; at long ``T`` a whole-sequence
@@ -63,7 +62,7 @@ def forward_loop(
     for t in range(time):
         if block is not None and t % CHUNK == 0:
             block(t, min(t + CHUNK, time))
-        step(t, hs_l[t], hs_l[t + 1])
+        step(t, t % CHUNK, hs_l[t], hs_l[t + 1])
         if masks is not None:
             torch.where(masks[t], hs_l[t + 1], hs_l[t], out=hs_l[t + 1])
     return hs
@@ -88,14 +87,15 @@ def reverse_loop(
     go: Tensor,
     grad_ht: Tensor | None,
     keep: Tensor,
-    step: Callable[[int, Tensor, Tensor], object],
+    step: Callable[[int, int, Tensor, Tensor], object],
     chunk: Callable[[int, int, bool], object] | None = None,
     block_keep: bool = False,
 ) -> Tensor:
     """The reverse time loop of a gated recurrence; returns the gradient of ``h0``.
 
     From ``dh_{T-1} = go_{T-1} + grad_hT`` it runs ``dh_{t-1} = go_{t-1} + keep_t ⊙ dh_t + (...)``,
-    where ``step(t, dh_t, acc)`` fills the kernel's per-step gradient slots from ``dh_t`` and adds its
+    where ``step(t, i, dh_t, acc)`` (``i``: ``t``'s row in its block) fills the kernel's per-step gradient
+    slots from ``dh_t`` and adds its
     recurrent terms (matmuls through ``U``) into ``acc``, which already holds the first two terms.
     ``chunk(lo, hi, before)``, if given, runs before and after each block of :data:`CHUNK` steps
     ``lo <= t < hi`` (latest block first): for per-block factors and weight gradients that stay in cache.
@@ -117,7 +117,7 @@ def reverse_loop(
                 torch.addcmul(go_l[t - 1], dh, k_l[t - off], out=nxt)
             else:
                 torch.mul(dh, k_l[t - off], out=nxt)
-            step(t, dh, nxt)
+            step(t, t - lo, dh, nxt)
             dh = nxt
         if chunk is not None:
             chunk(lo, hi, False)
@@ -172,19 +172,6 @@ class ChunkedWeightGrad:
         rows = self.buf[lo % self.chunk : lo % self.chunk + hi - lo].reshape(-1, self.buf.size(-1))
         self.out.addmm_(rows.t(), self.x[lo:hi].reshape(-1, self.x.size(-1)))
         self.lo = None
-
-
-def dispatch(
-    function: type[torch.autograd.Function],
-    loop: Callable[..., tuple[Tensor, Tensor]],
-    args: tuple[Tensor | None, ...],
-    mask: Tensor | None,
-) -> tuple[Tensor, Tensor]:
-    """The kernel where :func:`kernels_enabled` allows it, else the plain autograd loop."""
-    if kernels_enabled(*args):
-        out, ht = function.apply(*args, mask)
-        return out, ht
-    return loop(*args, mask)
 
 
 def autograd_loop(
