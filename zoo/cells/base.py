@@ -330,3 +330,12 @@ def uniform_(params: Sequence[Tensor], hidden_size: int) -> None:
     with torch.no_grad():
         for p in params:
             p.uniform_(-bound, bound)
+
+
+def glorot_orthogonal_(weight_ih: Tensor, weight_hh: Tensor, gates: int) -> None:
+    """Glorot-uniform input weights and an orthogonal block of recurrent weights per gate, as haste and
+    the pytorch-kaldi code initialise their GRUs."""
+    with torch.no_grad():
+        nn.init.xavier_uniform_(weight_ih)
+        for block in weight_hh.chunk(gates, dim=0):
+            nn.init.orthogonal_(block)

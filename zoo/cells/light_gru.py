@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.cells.base import Gates, LoopLayer, State, step_mask
+from zoo.cells.base import Gates, LoopLayer, State, glorot_orthogonal_, step_mask
 from zoo.cells.registry import register_cell
 
 RAVANELLI_2018 = "Ravanelli et al. 2018, Light Gated Recurrent Units for Speech Recognition, arXiv:1803.10225"
@@ -63,10 +63,8 @@ class LightGRU(LoopLayer):
 
     def reset_parameters(self) -> None:
         """Glorot-uniform ``W``, orthogonal blocks of ``U``, unit gains, zero shifts, fresh statistics."""
+        glorot_orthogonal_(self.weight_ih, self.weight_hh, 2)
         with torch.no_grad():
-            nn.init.xavier_uniform_(self.weight_ih)
-            for block in self.weight_hh.chunk(2, dim=0):
-                nn.init.orthogonal_(block)
             if isinstance(self.norm, nn.BatchNorm1d | nn.LayerNorm):
                 self.norm.reset_parameters()
             if self.bias is not None:

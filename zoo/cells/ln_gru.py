@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.cells.base import Gates, LoopLayer, State
+from zoo.cells.base import Gates, LoopLayer, State, glorot_orthogonal_
 from zoo.cells.kernels import ln_gru
 from zoo.cells.registry import register_cell
 
@@ -49,10 +49,8 @@ class LayerNormGRU(LoopLayer):
 
     def reset_parameters(self) -> None:
         """As haste: Glorot-uniform ``W``, orthogonal blocks of ``U``, zero biases, unit gains."""
+        glorot_orthogonal_(self.weight_ih, self.weight_hh, 3)
         with torch.no_grad():
-            nn.init.xavier_uniform_(self.weight_ih)
-            for block in self.weight_hh.chunk(3, dim=0):
-                nn.init.orthogonal_(block)
             self.bias_ih.zero_()
             self.bias_hh.zero_()
             self.gamma_ih.fill_(1.0)
