@@ -45,8 +45,8 @@ def forward_loop(
     """The forward time loop into one preallocated ``[T + 1, B, H]`` state buffer (``hs[0] = h0``).
 
     ``step(t, i, h_prev, h_next)`` writes step ``t``'s new state into ``h_next`` (a view of the buffer;
-    ``i`` is ``t``'s row in its block);
-    a padding step then keeps the previous state. ``like`` is any time-major ``[T, B, H]`` tensor.
+    ``i`` is ``t``'s row in its block); a padding step then keeps the previous state. ``like`` is any
+    time-major ``[T, B, H]`` tensor.
     ``block(lo, hi)``, if given, runs before each block of :data:`CHUNK` steps ``lo <= t < hi``: for
     per-block input-side work into small reused buffers (in cache; at long ``T`` a whole-sequence
     buffer is page-faulted in and streamed through memory).
