@@ -14,7 +14,7 @@ Sections of the report (printed as markdown and written to ``--out``):
    absolute difference, relative to the reference's scale, against a tolerance.
 2. A slice of an epoch of a PTB-small-like language model (Zaremba et al. 2014: 2 layers of 200, BPTT 35,
    batch 20, SGD lr 1, clipping 5) under bf16 autocast, for ``gru`` and ``lstm``: the loss is finite and
-   falls. Uses ``zoo.tasks.LanguageModel`` when it imports, else a minimal embedding-encoder-decoder model.
+   falls, on ``zoo.tasks.LanguageModel``.
 3. Tokens per second, forward + backward, for ``gru``, ``lstm``, ``min_gru`` and a Python-loop cell
    (``mgu`` when registered) at a few sizes, float32 and bf16 autocast, with the ratio to ``gru``.
 
@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from zoo.data.batching import stream_rows
 
 FUSED_NAMES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 THROUGHPUT_CELLS = ("gru", "lstm", "min_gru")
@@ -108,16 +110,6 @@ def loss_is_falling(losses: Sequence[float], window: int = 10) -> bool:
         return False
     w = max(1, min(window, len(losses) // 2))
     return sum(losses[-w:]) / w < sum(losses[:w]) / w
-
-
-def batchify(ids: Tensor, batch_size: int) -> Tensor:
-    """Cut a 1-D token stream into ``batch_size`` contiguous rows ``[batch_size, n]`` (remainder dropped)."""
-    if ids.dim() != 1:
-        raise ValueError(f"expected a 1-D token stream, got shape {list(ids.shape)}")
-    n = ids.numel() // batch_size
-    if n < 2:
-        raise ValueError(f"a stream of {ids.numel()} tokens is too short for {batch_size} rows")
-    return ids[: n * batch_size].view(batch_size, n)
 
 
 def bptt_windows(rows: Tensor, bptt: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -306,38 +298,17 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
 
 
-class _MinimalLM(nn.Module):
-    """Embedding -> zoo.RecurrentEncoder -> tied decoder; used when ``zoo.tasks`` does not import."""
+def build_language_model(cell: str, vocab_size: int, size: int, layers: int) -> nn.Module:
+    """``zoo.tasks.LanguageModel``, ``layers`` layers of ``size`` on ``cell``, tied embedding."""
+    from zoo.encoder import EncoderConfig
+    from zoo.tasks import LanguageModel
 
-    def __init__(self, cell: str, vocab_size: int, size: int, layers: int) -> None:
-        super().__init__()
-        from zoo import RecurrentEncoder
-
-        self.embedding = nn.Embedding(vocab_size, size)
-        self.encoder = RecurrentEncoder(cell=cell, input_size=size, hidden_size=size, num_layers=layers)
-        self.decoder = nn.Linear(size, vocab_size)
-        self.decoder.weight = self.embedding.weight
-
-    def forward(self, input_ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        out, state = self.encoder(self.embedding(input_ids), state)
-        return self.decoder(out), state
-
-
-def build_language_model(cell: str, vocab_size: int, size: int, layers: int) -> tuple[nn.Module, str]:
-    """``zoo.tasks.LanguageModel`` when available (else a minimal equivalent) and which one was built."""
-    try:
-        from zoo.encoder import EncoderConfig
-        from zoo.tasks import LanguageModel
-
-        model = LanguageModel(
-            EncoderConfig(cell=cell, hidden_size=size, num_layers=layers),
-            vocab_size=vocab_size,
-            embedding_dim=size,
-            dropout=0.0,
-        )
-        return model, "zoo.tasks.LanguageModel"
-    except ImportError:
-        return _MinimalLM(cell, vocab_size, size, layers), "minimal LM (zoo.tasks not importable)"
+    return LanguageModel(
+        EncoderConfig(cell=cell, hidden_size=size, num_layers=layers),
+        vocab_size=vocab_size,
+        embedding_dim=size,
+        dropout=0.0,
+    )
 
 
 def train_lm_slice(
@@ -356,12 +327,12 @@ def train_lm_slice(
     from zoo.cells import detach_state
 
     torch.manual_seed(0)
-    model, kind = build_language_model(cell, vocab_size, size, layers)
+    model = build_language_model(cell, vocab_size, size, layers)
     model = model.to(device).train()
     for p in model.parameters():  # Zaremba et al.: uniform(-0.1, 0.1)
         nn.init.uniform_(p, -0.1, 0.1)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    rows = batchify(stream, batch_size).to(device)
+    rows = stream_rows(stream, batch_size).to(device)
     losses: list[float] = []
     state: Any = None
     tokens = 0
@@ -382,7 +353,7 @@ def train_lm_slice(
         tokens += inputs.numel()
     _sync(device)
     seconds = time.perf_counter() - start
-    return {"model": kind, "losses": losses, "tokens": tokens, "seconds": seconds}
+    return {"losses": losses, "tokens": tokens, "seconds": seconds}
 
 
 def check_lm_slice(device: torch.device, steps: int, ptb: str | None, dry_run: bool) -> Section:
@@ -417,7 +388,6 @@ def check_lm_slice(device: torch.device, steps: int, ptb: str | None, dry_run: b
             rows.append(
                 [
                     cell,
-                    r["model"],
                     len(losses),
                     sum(losses[:w]) / w,
                     sum(losses[-w:]) / w,
@@ -427,12 +397,10 @@ def check_lm_slice(device: torch.device, steps: int, ptb: str | None, dry_run: b
             )
         except Exception as err:
             traceback.print_exc()
-            rows.append([cell, "-", 0, "-", "-", "-", f"ERROR {_short(err)}"])
+            rows.append([cell, 0, "-", "-", "-", f"ERROR {_short(err)}"])
             section.passed = False
     section.lines.append(
-        markdown_table(
-            ["cell", "model", "steps", "loss (first 10)", "loss (last 10)", "tokens/s", "verdict"], rows
-        )
+        markdown_table(["cell", "steps", "loss (first 10)", "loss (last 10)", "tokens/s", "verdict"], rows)
     )
     return section
 

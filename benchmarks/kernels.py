@@ -1,4 +1,4 @@
-"""Forward+backward time of the hand-written recurrence kernels (zoo.cells._kernels) against nn.GRU.
+"""Forward+backward time of the hand-written recurrence kernels (zoo.cells.kernels) against nn.GRU.
 
 Every variant runs side by side in one process, round-robin (each repeat runs every variant once), so
 a slow spell of a shared machine hits all of them alike; the ratio column is the median over repeats
@@ -6,9 +6,11 @@ of (variant / nn.GRU in the same round). Each variant includes its input project
 all steps) and the backward pass to the input, every weight and the initial state.
 
     python benchmarks/kernels.py                      # T=128 and 512, every variant
-    python benchmarks/kernels.py --T 128 --only gru gru_loop --json out.json
-    git show 292059c:zoo/cells/_kernels.py > /tmp/old_kernels.py   # an earlier version, side by side:
-    python benchmarks/kernels.py --T 128 2048 --only mgu --against /tmp/old_kernels.py   # adds mgu@old
+    python benchmarks/kernels.py --T 128 --only mgu mgu_loop --json out.json
+    # an earlier version side by side: a package directory (zoo/cells/kernels) or, before the package,
+    # the single file zoo/cells/_kernels.py
+    mkdir /tmp/old && git archive REV zoo/cells | tar -x -C /tmp/old
+    python benchmarks/kernels.py --T 128 --only mgu --against /tmp/old/zoo/cells/kernels   # adds mgu@old
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -28,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.cells import _kernels as K
+from zoo.cells import kernels as K
 
 B, I, H = 32, 128, 256
 
@@ -67,8 +72,23 @@ def _min_gru_scan(x: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def load_kernels(path: str) -> ModuleType:
-    """Another version of ``zoo/cells/_kernels.py`` (e.g. from ``git show``), to time next to this one."""
-    spec = importlib.util.spec_from_file_location("_kernels_against", path)
+    """Another version of the kernels, to time next to this one: a copy of the ``zoo/cells/kernels``
+    package directory or an old single-file ``zoo/cells/_kernels.py`` (e.g. from ``git archive``)."""
+    name = "_kernels_against"
+    if os.path.isdir(path):
+        # the package imports itself by its absolute name: a renamed copy imports its own modules
+        root = tempfile.mkdtemp()
+        shutil.copytree(path, os.path.join(root, name))
+        for file in os.listdir(os.path.join(root, name)):
+            if file.endswith(".py"):
+                full = os.path.join(root, name, file)
+                with open(full) as f:
+                    text = f.read().replace("zoo.cells.kernels", name)
+                with open(full, "w") as f:
+                    f.write(text)
+        sys.path.insert(0, root)
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"--against: cannot load {path!r} as a Python module")
     module = importlib.util.module_from_spec(spec)
@@ -89,7 +109,6 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     u3, c3 = _params((3 * H, H), (3 * H,))
     ug, cg, un, cn = _params((2 * H, H), (2 * H,), (H, H), (H,))
     uf, cf, uh, ch = _params((H, H), (H,), (H, H), (H,))
-    (uv,) = _params((H,))
     cases: dict[str, Step] = {}
 
     def nn_gru() -> None:
@@ -99,10 +118,6 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     def nn_lstm() -> None:
         out, (h, _) = lstm(x, (h0.unsqueeze(0), h0.unsqueeze(0)))
         _backward(out, h)
-
-    def gru_k() -> None:
-        gi = nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
-        _backward(*K.gru_reset_after(gi, h0, gru.weight_hh_l0, gru.bias_hh_l0))
 
     def cho() -> None:
         _backward(*K.gru_reset_before(nn.functional.linear(x, w3, b3), h0, un, cn, ug, cg))
@@ -125,17 +140,13 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     def mgu() -> None:
         _backward(*K.mgu(nn.functional.linear(x, w2, b2), h0, uf, cf, uh, ch))
 
-    def indrnn() -> None:
-        _backward(*K.indrnn(nn.functional.linear(x, w1, b1), h0, uv))
-
     def min_gru() -> None:
         k, hh = nn.functional.linear(x, w2, b2).chunk(2, -1)
         z = torch.sigmoid(k)
         _backward(*K.linear_recurrence(1 - z, z * hh, h0))
 
     def min_gru_fused() -> None:
-        k, hh = nn.functional.linear(x, w2, b2).chunk(2, -1)
-        _backward(*K.min_gru(k, hh, h0))
+        _backward(*K.min_gru_packed(nn.functional.linear(x, w2, b2), h0))
 
     def min_gru_scan() -> None:
         _backward(*_min_gru_scan(x, w2, b2))
@@ -143,14 +154,12 @@ def build_cases(seq_len: int, K: ModuleType = K) -> dict[str, Step]:
     cases["nn.GRU"] = nn_gru
     cases["nn.LSTM"] = nn_lstm
     for name, fn in [
-        ("gru", gru_k),
         ("gru_cho", cho),
         ("gru1", gru1),
         ("gru2", gru2),
         ("gru3", gru3),
         ("ln_gru", ln_gru),
         ("mgu", mgu),
-        ("indrnn", indrnn),
         ("min_gru", min_gru),
     ]:
         cases[name] = fn
@@ -225,7 +234,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
         "--against",
-        help="another version of zoo/cells/_kernels.py: its variants run next to these as NAME@old",
+        help="another version of the kernels (a zoo/cells/kernels directory or an old _kernels.py): "
+        "its variants run next to these as NAME@old",
     )
     parser.add_argument(
         "--profile", nargs="+", help="instead of timing: torch.profiler top ops of these variants"

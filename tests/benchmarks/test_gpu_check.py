@@ -73,9 +73,9 @@ def test_loss_is_falling() -> None:
     assert gc.loss_is_falling([3.0, 2.0])
 
 
-def test_batchify_and_bptt_windows_cover_the_stream_in_order() -> None:
+def test_stream_rows_and_bptt_windows_cover_the_stream_in_order() -> None:
     ids = torch.arange(23)
-    rows = gc.batchify(ids, 3)
+    rows = gc.stream_rows(ids, 3)
     assert rows.shape == (3, 7)
     assert rows[1].tolist() == list(range(7, 14))  # each row is a contiguous piece of the stream
     windows = list(gc.bptt_windows(rows, 4))
@@ -85,7 +85,7 @@ def test_batchify_and_bptt_windows_cover_the_stream_in_order() -> None:
     assert torch.equal(targets, inputs + 1)  # next token, and no step is lost between windows
     assert torch.equal(inputs, rows[:, :-1])
     with pytest.raises(ValueError, match="too short"):
-        gc.batchify(torch.arange(3), 3)
+        gc.stream_rows(torch.arange(3), 3)
 
 
 def test_synthetic_tokens_are_a_learnable_chain() -> None:

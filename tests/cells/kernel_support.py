@@ -1,4 +1,4 @@
-"""Shared by the cell tests: record which hand-written kernels (``zoo.cells._kernels``) a call runs, and
+"""Shared by the cell tests: record which hand-written kernels (``zoo.cells.kernels``) a call runs, and
 fill the buffers they allocate with NaN."""
 
 from __future__ import annotations
@@ -10,24 +10,26 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from zoo.cells import _kernels as K
+from zoo.cells.kernels import layer_norm, linear, minimal, reset_before
 
 # the cells whose forward runs on a kernel (the others keep their step loop)
 WIRED = ["gru_cho", "gru1", "gru2", "gru3", "ln_gru", "mgu", "min_gru", "min_lstm"]
-KERNEL_FUNCTIONS = sorted(
-    name
-    for name, obj in vars(K).items()
+# every kernel Function, by name (the family modules of zoo.cells.kernels hold one or more each)
+KERNEL_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
+    name: obj
+    for module in (layer_norm, linear, minimal, reset_before)
+    for name, obj in vars(module).items()
     if isinstance(obj, type)
     and issubclass(obj, torch.autograd.Function)
     and obj is not torch.autograd.Function
-)
+}
 
 
 def _recorders(calls: list[str]) -> dict[str, Callable[..., object]]:
     """For each kernel Function, an ``apply`` that appends the Function's name to ``calls``, then runs it."""
 
     def recorder(name: str) -> Callable[..., object]:
-        run = getattr(K, name).apply
+        run = KERNEL_FUNCTIONS[name].apply
         return lambda *args: (calls.append(name), run(*args))[1]
 
     return {name: recorder(name) for name in KERNEL_FUNCTIONS}
@@ -37,7 +39,7 @@ def record_kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Patch every kernel Function's ``apply`` to append its name to the returned list, then run it."""
     calls: list[str] = []
     for name, apply in _recorders(calls).items():
-        monkeypatch.setattr(getattr(K, name), "apply", apply)
+        monkeypatch.setattr(KERNEL_FUNCTIONS[name], "apply", apply)
     return calls
 
 
@@ -87,12 +89,12 @@ def nan_filled_allocations() -> Iterator[Allocations]:
 
         return wrapper
 
-    applies = {name: getattr(K, name).apply for name in KERNEL_FUNCTIONS}
+    applies = {name: function.apply for name, function in KERNEL_FUNCTIONS.items()}
     torch.empty = filled(originals["empty"])  # type: ignore[assignment]
     torch.empty_like = filled(originals["empty_like"])  # type: ignore[assignment]
     torch.Tensor.new_empty = filled(originals["new_empty"])  # type: ignore[method-assign]
     for name, apply in _recorders(seen.kernels).items():
-        getattr(K, name).apply = apply
+        KERNEL_FUNCTIONS[name].apply = apply  # type: ignore[method-assign]
     try:
         yield seen
     finally:
@@ -100,4 +102,4 @@ def nan_filled_allocations() -> Iterator[Allocations]:
         torch.empty_like = originals["empty_like"]  # type: ignore[assignment]
         torch.Tensor.new_empty = originals["new_empty"]  # type: ignore[method-assign]
         for name, apply in applies.items():
-            getattr(K, name).apply = apply
+            KERNEL_FUNCTIONS[name].apply = apply  # type: ignore[method-assign]

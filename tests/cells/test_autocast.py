@@ -11,7 +11,7 @@ import torch
 from kernel_support import WIRED, record_kernel_calls
 
 from zoo import RecurrentEncoder, build_cell, list_cells
-from zoo.cells import _kernels as K
+from zoo.cells import kernels as K
 
 # bf16 keeps 8 bits of mantissa (relative error ~4e-3 per rounding); over a few steps of a unit-scale
 # recurrence the outputs stay within a few 1e-3 of float32: 5e-2 catches a wrong result, not rounding.

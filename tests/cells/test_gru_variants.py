@@ -1,7 +1,8 @@
 """gru_cho, gru1/gru2/gru3, mgu: independent float64 references, parameter counts, degenerate identities.
 
-The references are written here from the equations (CELLS.md) and read the weights by name; they never call
-the cells' own methods.
+The references are written here from the papers' equations, as each cell's docstring gives them (Cho et al.
+2014 v3, Dey & Salem 2017, Zhou et al. 2016), and read the weights by name; they never call the cells' own
+methods.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cells that run on the hand-written kernels (zoo.cells._kernels) compute what their step loop computes.
+"""Cells that run on the hand-written kernels (zoo.cells.kernels) compute what their step loop computes.
 
 For each wired cell, float64, tiny sizes, from a given state with a length mask: the output, the final
 state and the gradients of every parameter, the input and the initial state equal those of the same cell
@@ -11,8 +11,9 @@ import pytest
 import torch
 from kernel_support import WIRED, record_kernel_calls
 
-from zoo.cells import _kernels as K
 from zoo.cells import build_cell
+from zoo.cells import kernels as K
+from zoo.cells.kernels import policy
 
 B, T, I, H = 3, 6, 4, 5
 LENGTHS = torch.tensor([6, 2, 4])
@@ -74,7 +75,7 @@ def test_kernels_allocate_on_the_input_device(
     Run on the ``meta`` device, which mixes with no other: a buffer made on the CPU by mistake raises
     here, on a machine without a GPU, instead of on the first CUDA run.
     """
-    monkeypatch.setattr(K, "_ANY_DEVICE", True)
+    monkeypatch.setattr(policy, "_ANY_DEVICE", True)
     cell = build_cell(name, I, H, **({"mode": "loop"} if name.startswith("min_") else {})).to("meta")
     x = torch.randn(B, T, I, device="meta", requires_grad=True)
     h0 = torch.randn(B, H, device="meta", requires_grad=True)

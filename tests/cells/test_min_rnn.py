@@ -1,4 +1,4 @@
-"""min_gru, min_lstm and the linear scan: float64 references from the equations, scan == loop, stability."""
+"""min_gru, min_lstm and the linear recurrence: float64 references, scan == loop, stability."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from zoo.cells import build_cell
-from zoo.cells._scan import linear_scan
+from zoo.cells.kernels import linear_recurrence
 from zoo.cells.min_rnn import choose_algorithm
 
 B, I, H = 3, 4, 5
@@ -153,9 +153,31 @@ def test_linear_scan_signed_inputs_and_zero_coefficients() -> None:
         outs.append(h)
     want = torch.stack(outs, 1)
     for algorithm in ("scan", "loop"):
-        torch.testing.assert_close(linear_scan(a, b, h0, algorithm), want, **TOL)
-    with pytest.raises(ValueError, match="algorithm must be 'scan' or 'loop'"):
-        linear_scan(a, b, h0, "fast")
+        out, h_t = linear_recurrence(a, b, h0, algorithm=algorithm)
+        torch.testing.assert_close(out, want, **TOL)
+        torch.testing.assert_close(h_t, want[:, -1], **TOL)
+    with pytest.raises(ValueError, match="algorithm must be one of 'loop', 'scan'"):
+        linear_recurrence(a, b, h0, algorithm="fast")
+
+
+@pytest.mark.parametrize("algorithm", ["loop", "scan"])
+def test_linear_recurrence_equals_the_autograd_loop_with_gradients(algorithm: str) -> None:
+    """Both algorithms share one hand-written backward: outputs, final state and the gradients of ``a``,
+    ``b`` and ``h0`` equal plain autograd's, with padding, past one chunk of the scan."""
+    torch.manual_seed(3)
+    a = torch.rand(3, 40, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 40, 4, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    mask = (torch.arange(40) < torch.tensor([40, 17, 9]).unsqueeze(1)).unsqueeze(-1)
+    out, h_t = linear_recurrence(a, b, h0, mask, algorithm)
+    want, want_h = linear_recurrence(a, b, h0, mask, reference=True)
+    torch.testing.assert_close(out, want, **TOL)
+    torch.testing.assert_close(h_t, want_h, **TOL)
+    w_out, w_h = torch.randn_like(out), torch.randn_like(h_t)
+    got = torch.autograd.grad((out * w_out).sum() + (h_t * w_h).sum(), [a, b, h0])
+    ref = torch.autograd.grad((want * w_out).sum() + (want_h * w_h).sum(), [a, b, h0])
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, **TOL)
 
 
 def test_gates() -> None:

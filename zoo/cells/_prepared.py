@@ -16,7 +16,7 @@ class PreparedLoopLayer(LoopLayer):
     ``nn.GRU`` instead of 1.3x (forward+backward, B=32, I=128, H=256, T=128, CPU). So subclasses return
     those slices, transposes and other step-invariant values (a clipped vector, constant gates) from
     :meth:`prepare`; a forward pass calls it once and :meth:`recur` reads the result with
-    :meth:`prepared`. Called on its own, :meth:`recur` still works: it prepares afresh.
+    :meth:`step_tensors`. Called on its own, :meth:`recur` still works: it prepares afresh.
     """
 
     _prepared: tuple[Tensor, ...] | None = None
@@ -25,8 +25,8 @@ class PreparedLoopLayer(LoopLayer):
         """The step-invariant tensors :meth:`recur` needs, computed from the current parameters."""
         raise NotImplementedError
 
-    def prepared(self) -> tuple[Tensor, ...]:
-        """The tensors prepared for the sequence being run (or fresh ones outside a forward pass)."""
+    def step_tensors(self) -> tuple[Tensor, ...]:
+        """What :meth:`prepare` made for the sequence being run (made afresh outside a forward pass)."""
         cached = self._prepared
         return cached if cached is not None else self.prepare()
 

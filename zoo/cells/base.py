@@ -21,6 +21,8 @@ from typing import Any, ClassVar, TypeAlias, TypeVar
 import torch
 from torch import Tensor, nn
 
+from zoo.cells.kernels.policy import kernels_enabled
+
 State: TypeAlias = Tensor | tuple[Tensor, ...]
 Gates: TypeAlias = dict[str, Tensor]
 _Out = TypeVar("_Out")
@@ -203,29 +205,42 @@ class LoopLayer(RecurrentLayer):
     """A layer whose input projections are one matmul over all steps and whose recurrence is a loop.
 
     Subclasses implement :meth:`project` (``[batch, time, input]`` -> ``[batch, time, P]``) and
-    :meth:`recur` (one step from a precomputed projection). Gated cells also implement
-    :meth:`recur_with_gates`. Masking for ``lengths`` is done here, once for every family.
+    :meth:`recur` (one step from a precomputed projection); gated cells implement
+    :meth:`recur_with_gates` instead, and :meth:`recur` drops its gates. Masking for ``lengths`` is done
+    here, once for every family. A cell with a hand-written kernel (``zoo.cells.kernels``) implements
+    :meth:`kernel`; :meth:`forward` then runs it wherever the kernels can run.
     """
 
     def project(self, x: Tensor) -> Tensor:
         """Input-side pre-activations for every step, ``[batch, time, P]``."""
         raise NotImplementedError
 
+    def project_batch(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """:meth:`project` of a padded batch; only statistics over the batch (batch norm) need ``lengths``."""
+        return self.project(x)
+
     def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
         """One recurrent step from the projection ``p_t`` ``[batch, P]``; returns ``(h_t, state)``."""
-        raise NotImplementedError
+        h, new_state, _ = self.recur_with_gates(p_t, state)
+        return h, new_state
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         """As :meth:`recur`, plus this step's gate activations."""
         raise NotImplementedError
 
+    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The whole recurrence on a hand-written kernel: ``(output, h_T)`` from the projection of every
+        step ``proj``, the initial state ``h0`` and the step mask (``None``: no padding). Optional."""
+        raise NotImplementedError
+
     def _run(
         self, x: Tensor, state: State | None, lengths: Tensor | None, gates: bool
     ) -> tuple[Tensor, State, Gates]:
+        """``(output, state, gates)`` from the step loop; ``gates`` is empty unless asked for."""
         batch, time, _ = x.shape
         if state is None:
             state = self.initial_state(batch, device=x.device, dtype=x.dtype)
-        proj = self.project(x)
+        proj = self.project_batch(x, lengths)
         # Under autocast (bf16-mixed) the projection above, most of the work, runs in low precision; the
         # recurrence runs in the state's precision with autocast off, since autocast would give its
         # matmuls and its elementwise ops (lerp, where) different dtypes.
@@ -265,6 +280,11 @@ class LoopLayer(RecurrentLayer):
         return output, state, gate_out
 
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
+        if type(self).kernel is not LoopLayer.kernel:
+            inputs = kernel_inputs(self, x, state, lengths)
+            if inputs is not None:
+                h0, mask = inputs
+                return run_kernel(self.kernel, self.project_batch(x, lengths), h0, mask)
         output, state, _ = self._run(x, state, lengths, gates=False)
         return output, state
 
@@ -274,11 +294,28 @@ class LoopLayer(RecurrentLayer):
         return self._run(x, state, lengths, gates=True)
 
 
+def kernel_inputs(
+    layer: RecurrentLayer, x: Tensor, state: object, lengths: Tensor | None
+) -> tuple[Tensor, Tensor | None] | None:
+    """``(h0, mask)`` for running a one-tensor-state layer on a kernel, or ``None`` where none can run.
+
+    ``state`` is the layer's state or ``None`` (zeros); ``lengths`` the checked lengths or ``None``.
+    ``None`` back means: take the layer's step loop. The kernel then runs through :func:`run_kernel`
+    (autocast off, the state's precision), so autocast does not rule it out.
+    """
+    tensors = (x, *([state] if isinstance(state, Tensor) else []), *layer.parameters())
+    if not kernels_enabled(*tensors, ignore_autocast=True):
+        return None
+    h0 = state if isinstance(state, Tensor) else x.new_zeros(x.size(0), layer.hidden_size)
+    mask = None if lengths is None else step_mask(lengths, x.size(1), x.device)
+    return h0, mask
+
+
 def run_kernel(kernel: Callable[..., _Out], proj: Tensor, h0: Tensor, *args: Any) -> _Out:
     """``kernel(proj, h0, *args)`` in the state's precision with autocast off, as ``LoopLayer`` runs its loop.
 
     Under bf16 autocast ``proj`` (the input projection) arrives in bf16; the hand-written kernels of
-    ``zoo.cells._kernels`` take float32/float64 only, and the recurrence runs in the state's precision.
+    ``zoo.cells.kernels`` take float32/float64 only, and the recurrence runs in the state's precision.
     """
     device_type = proj.device.type
     if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
@@ -293,3 +330,12 @@ def uniform_(params: Sequence[Tensor], hidden_size: int) -> None:
     with torch.no_grad():
         for p in params:
             p.uniform_(-bound, bound)
+
+
+def glorot_orthogonal_(weight_ih: Tensor, weight_hh: Tensor, gates: int) -> None:
+    """Glorot-uniform input weights and an orthogonal block of recurrent weights per gate, as haste and
+    the pytorch-kaldi code initialise their GRUs."""
+    with torch.no_grad():
+        nn.init.xavier_uniform_(weight_ih)
+        for block in weight_hh.chunk(gates, dim=0):
+            nn.init.orthogonal_(block)

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from zoo.cells._fused import FusedLayer
-from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, run_kernel, uniform_
+from zoo.cells.base import Gates, State, uniform_
+from zoo.cells.kernels import gru_reset_before
 from zoo.cells.registry import register_cell
 
 CHO_2014 = "Cho et al. 2014, Learning Phrase Representations using RNN Encoder-Decoder, arXiv:1406.1078"
@@ -47,10 +47,6 @@ class GRU(FusedLayer):
         n = torch.tanh(xn + r * hn)
         h = torch.lerp(n, state, z)  # (1 - z) * n + z * h
         return h, h, {"update": z, "reset": r}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state
 
 
 @register_cell("gru_cho", paper=CHO_2014 + " (v3; reset before the recurrent matmul)")
@@ -103,26 +99,17 @@ class GRUCho(PreparedLoopLayer):
         u_rz, u_n = self.weight_hh.split([2 * self.hidden_size, self.hidden_size])
         return u_rz.t(), u_n.t()
 
-    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        inputs = layer_inputs(self, x, state, lengths)
-        if inputs is None:
-            return super()._forward(x, state, lengths)
-        h0, mask = inputs
+    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The reset-before GRU kernel; ``proj`` already holds both biases (all additive in this form)."""
         u_rz, u_n = self.weight_hh.split([2 * self.hidden_size, self.hidden_size])
-        # project() already holds both biases (all additive in the reset-before form)
-        return run_kernel(gru_reset_before, self.project(x), h0, u_n, None, u_rz, None, mask)
+        return gru_reset_before(proj, h0, u_n, None, u_rz, None, mask)
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
-        u_rz, u_n = self.prepared()
+        u_rz, u_n = self.step_tensors()
         p_rz, p_n = p_t.split([2 * self.hidden_size, self.hidden_size], dim=-1)
         # in place on the fresh addmm outputs: one allocation less per activation, same graph
         r, z = torch.addmm(p_rz, state, u_rz).sigmoid_().chunk(2, dim=-1)
         n = torch.addmm(p_n, r * state, u_n).tanh_()
         h = torch.lerp(n, state, z)  # (1 - z) * n + z * h
         return h, h, {"update": z, "reset": r}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state

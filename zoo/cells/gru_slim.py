@@ -12,9 +12,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import gru_reset_before, layer_inputs
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, run_kernel, uniform_
+from zoo.cells.base import Gates, State, uniform_
+from zoo.cells.kernels import gru_reset_before
 from zoo.cells.registry import register_cell
 
 DEY_SALEM_2017 = (
@@ -56,18 +56,13 @@ class _GateVariantGRU(PreparedLoopLayer):
         """``W_n x + b_n`` for every step, ``[batch, time, H]``: the gates never see the input."""
         return nn.functional.linear(x, self.weight_ih, self.bias[-self.hidden_size :])
 
-    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        inputs = layer_inputs(self, x, state, lengths)
-        if inputs is None:
-            return super()._forward(x, state, lengths)
-        h0, mask = inputs
+    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The reset-before GRU kernel with the gates this variant has; ``proj`` already holds ``b_n``."""
         h = self.hidden_size
         u_n = self.weight_hh[-h:] if self.gates_see_state else self.weight_hh
         u_rz = self.weight_hh[: 2 * h] if self.gates_see_state else None
         b_rz = self.bias[: 2 * h] if self.gates_have_bias else None
-        # project() already holds b_n
-        return run_kernel(gru_reset_before, self.project(x), h0, u_n, None, u_rz, b_rz, mask)
+        return gru_reset_before(proj, h0, u_n, None, u_rz, b_rz, mask)
 
     def gate_values(self, h: Tensor, prepared: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """``(r, z)`` from the previous state and :meth:`prepare`'s tensors (``U_n^T`` first), each
@@ -76,15 +71,11 @@ class _GateVariantGRU(PreparedLoopLayer):
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
-        prepared = self.prepared()
+        prepared = self.step_tensors()
         r, z = self.gate_values(state, prepared)
         n = torch.addmm(p_t, r * state, prepared[0]).tanh_()  # in place on a fresh tensor
         h = torch.lerp(n, state, z)  # (1 - z) * n + z * h
         return h, h, {"update": z.expand_as(h), "reset": r.expand_as(h)}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state
 
 
 @register_cell("gru1", paper=DEY_SALEM_2017 + " (GRU1: gates from state and bias)")

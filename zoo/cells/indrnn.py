@@ -85,6 +85,6 @@ class IndRNN(PreparedLoopLayer):
 
     def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
         assert isinstance(state, Tensor)
-        (u,) = self.prepared()
+        (u,) = self.step_tensors()
         h = torch.addcmul(p_t, u, state).relu_()  # in place on a fresh tensor
         return h, h

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.cells.base import Gates, LoopLayer, State, step_mask
+from zoo.cells.base import Gates, LoopLayer, State, glorot_orthogonal_, step_mask
 from zoo.cells.registry import register_cell
 
 RAVANELLI_2018 = "Ravanelli et al. 2018, Light Gated Recurrent Units for Speech Recognition, arXiv:1803.10225"
@@ -59,15 +59,12 @@ class LightGRU(LoopLayer):
             self.norm = nn.BatchNorm1d(h2)
         else:
             self.bias = nn.Parameter(torch.empty(h2))
-        self._lengths: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Glorot-uniform ``W``, orthogonal blocks of ``U``, unit gains, zero shifts, fresh statistics."""
+        glorot_orthogonal_(self.weight_ih, self.weight_hh, 2)
         with torch.no_grad():
-            nn.init.xavier_uniform_(self.weight_ih)
-            for block in self.weight_hh.chunk(2, dim=0):
-                nn.init.orthogonal_(block)
             if isinstance(self.norm, nn.BatchNorm1d | nn.LayerNorm):
                 self.norm.reset_parameters()
             if self.bias is not None:
@@ -77,14 +74,18 @@ class LightGRU(LoopLayer):
         return f"{self.input_size}, {self.hidden_size}, norm={self.norm_kind!r}"
 
     def project(self, x: Tensor) -> Tensor:
-        """``Norm(W x)`` for every step: one matmul, one norm."""
+        """``Norm(W x)`` for every step: one matmul, one norm (batch norm over every step of ``x``)."""
+        return self.project_batch(x, None)
+
+    def project_batch(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """``Norm(W x)`` for every step; batch norm takes its statistics over the real steps only."""
         wx = F.linear(x, self.weight_ih)
         if self.bias is not None:
             return wx + self.bias
         if isinstance(self.norm, nn.LayerNorm):
             return self.norm(wx)
         assert isinstance(self.norm, nn.BatchNorm1d)
-        return self._batch_norm(wx, self._lengths)
+        return self._batch_norm(wx, lengths)
 
     def _batch_norm(self, wx: Tensor, lengths: Tensor | None) -> Tensor:
         bn = self.norm
@@ -107,16 +108,6 @@ class LightGRU(LoopLayer):
             bn.running_var.lerp_(unbiased.detach(), momentum)
         return (wx - mean) * torch.rsqrt(var + bn.eps) * bn.weight + bn.bias
 
-    def _run(
-        self, x: Tensor, state: State | None, lengths: Tensor | None, gates: bool
-    ) -> tuple[Tensor, State, Gates]:
-        # project() has no lengths argument in the LoopLayer contract; batch norm needs them
-        self._lengths = lengths
-        try:
-            return super()._run(x, state, lengths, gates)
-        finally:
-            self._lengths = None
-
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
         pre = torch.addmm(p_t, state, self.weight_hh.t())
@@ -124,7 +115,3 @@ class LightGRU(LoopLayer):
         z = torch.sigmoid(k)
         h = torch.lerp(torch.relu(a), state, z)  # z ⊙ h + (1 − z) ⊙ ReLU(a)
         return h, h, {"update": z}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.cells._kernels import layer_inputs, ln_gru
-from zoo.cells.base import Gates, LoopLayer, State, run_kernel
+from zoo.cells.base import Gates, LoopLayer, State, glorot_orthogonal_
+from zoo.cells.kernels import ln_gru
 from zoo.cells.registry import register_cell
 
 BA_2016 = "Ba, Kiros & Hinton 2016, Layer Normalization, arXiv:1607.06450 (GRU form of haste's LayerNormGRU)"
@@ -49,10 +49,8 @@ class LayerNormGRU(LoopLayer):
 
     def reset_parameters(self) -> None:
         """As haste: Glorot-uniform ``W``, orthogonal blocks of ``U``, zero biases, unit gains."""
+        glorot_orthogonal_(self.weight_ih, self.weight_hh, 3)
         with torch.no_grad():
-            nn.init.xavier_uniform_(self.weight_ih)
-            for block in self.weight_hh.chunk(3, dim=0):
-                nn.init.orthogonal_(block)
             self.bias_ih.zero_()
             self.bias_hh.zero_()
             self.gamma_ih.fill_(1.0)
@@ -63,13 +61,9 @@ class LayerNormGRU(LoopLayer):
         # layer_norm's own bias is added after the normalisation and gain: exactly "b after the norm"
         return F.layer_norm(F.linear(x, self.weight_ih), (3 * self.hidden_size,), self.gamma_ih, self.bias_ih)
 
-    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        inputs = layer_inputs(self, x, state, lengths)
-        if inputs is None:
-            return super()._forward(x, state, lengths)
-        h0, mask = inputs
-        return run_kernel(ln_gru, self.project(x), h0, self.weight_hh, self.gamma_hh, self.bias_hh, mask)
+    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The layer-norm GRU kernel (the recurrent norm inside it)."""
+        return ln_gru(proj, h0, self.weight_hh, self.gamma_hh, self.bias_hh, mask)
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
@@ -81,7 +75,3 @@ class LayerNormGRU(LoopLayer):
         n = torch.tanh(torch.addcmul(p_t[:, two:], r, gh[:, two:]))
         h = torch.lerp(n, state, z)  # (1 − z) ⊙ n + z ⊙ h
         return h, h, {"update": z, "reset": r}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state

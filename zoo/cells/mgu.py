@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import layer_inputs, mgu
 from zoo.cells._prepared import PreparedLoopLayer
-from zoo.cells.base import Gates, State, run_kernel, uniform_
+from zoo.cells.base import Gates, State, uniform_
+from zoo.cells.kernels import mgu
 from zoo.cells.registry import register_cell
 
 ZHOU_2016 = "Zhou, Wu, Zhang & Zhou 2016, Minimal Gated Unit for Recurrent Neural Networks, arXiv:1603.09420"
@@ -55,26 +55,17 @@ class MGU(PreparedLoopLayer):
         u_f, u_h = self.weight_hh.chunk(2)
         return u_f.t(), u_h.t()
 
-    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        # the hand-written kernel (zoo.cells._kernels) where it applies; the step loop otherwise
-        inputs = layer_inputs(self, x, state, lengths)
-        if inputs is None:
-            return super()._forward(x, state, lengths)
-        h0, mask = inputs
+    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The MGU kernel; ``proj`` already holds both biases."""
         u_f, u_h = self.weight_hh.chunk(2)
-        # project() already holds both biases
-        return run_kernel(mgu, self.project(x), h0, u_f, None, u_h, None, mask)
+        return mgu(proj, h0, u_f, None, u_h, None, mask)
 
     def recur_with_gates(self, p_t: Tensor, state: State) -> tuple[Tensor, State, Gates]:
         assert isinstance(state, Tensor)
-        u_f, u_h = self.prepared()
+        u_f, u_h = self.step_tensors()
         p_f, p_h = p_t.chunk(2, dim=-1)
         # in place on the fresh addmm outputs: one allocation less per activation, same graph
         f = torch.addmm(p_f, state, u_f).sigmoid_()
         candidate = torch.addmm(p_h, f * state, u_h).tanh_()
         h = torch.lerp(state, candidate, f)  # (1 - f) * h + f * h̃
         return h, h, {"forget": f}
-
-    def recur(self, p_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, new_state, _ = self.recur_with_gates(p_t, state)
-        return h, new_state

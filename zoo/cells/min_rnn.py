@@ -1,7 +1,8 @@
 """minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?", arXiv:2410.01201).
 
 Their gates see only the input, so every step is ``h_t = a_t ⊙ h_{t-1} + b_t`` with ``a``, ``b`` computed
-for all steps in one matmul; training runs that recurrence as a parallel scan (:mod:`zoo.cells._scan`).
+for all steps in one matmul; that recurrence runs as a loop or a parallel scan
+(:mod:`zoo.cells.kernels.linear`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.cells._kernels import layer_inputs, linear_recurrence, min_gru_packed
-from zoo.cells._scan import MODES, linear_scan
-from zoo.cells.base import Gates, RecurrentLayer, State, run_kernel, step_mask
+from zoo.cells.base import Gates, RecurrentLayer, State, kernel_inputs, run_kernel, step_mask
+from zoo.cells.kernels import linear_recurrence, min_gru_packed
 from zoo.cells.registry import register_cell
 
 FENG_2024 = "Feng et al. 2024, Were RNNs All We Needed?, arXiv:2410.01201"
+MODES = ("auto", "scan", "loop")
 
 # On the 2-core CPU of docs/benchmarks.md (B32 I128 H256, forward+backward) the chunked scan took 1.5-1.9x
 # the loop's time at every T from 64 to 2048: its extra passes over memory cost more than the dispatches
@@ -68,7 +69,10 @@ class _MinRNN(RecurrentLayer):
         h = torch.addcmul(b, a, h)
         return h, h
 
-    def _run(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State, Gates]:
+    def _run_with_gates(
+        self, x: Tensor, state: State | None, lengths: Tensor | None
+    ) -> tuple[Tensor, State, Gates]:
+        """``(output, state, gates)`` from the coefficients and the scan (or its loop)."""
         h0 = state if state is not None else x.new_zeros(x.size(0), self.hidden_size)
         assert isinstance(h0, Tensor)
         # under autocast only the projection is low precision: a bf16 scan would compound its rounding
@@ -78,43 +82,20 @@ class _MinRNN(RecurrentLayer):
     def _recurrence(self, proj: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, State, Gates]:
         time = proj.size(1)
         a, b, gates = self.coefficients(proj)
-        mask = None
-        if lengths is not None:
-            # padding steps carry the state unchanged: a = 1, b = 0
-            mask = step_mask(lengths, time, proj.device)
-            a = torch.where(mask, a, 1.0)
-            b = torch.where(mask, b, 0.0)
-        if time == 1:
-            h = torch.addcmul(b[:, 0], a[:, 0], h0).unsqueeze(1)
-        else:
-            h = linear_scan(a, b, h0, choose_algorithm(self.mode, time, proj.device))
-        new_state = h[:, -1]
+        mask = None if lengths is None else step_mask(lengths, time, proj.device)
+        h, new_state = linear_recurrence(a, b, h0, mask, choose_algorithm(self.mode, time, proj.device))
         if mask is not None:
-            h = h * mask
             gates = {name: g * mask for name, g in gates.items()}
         return h, new_state, gates
 
-    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The sequential recurrence as one hand-written autograd Function (``zoo.cells._kernels``)."""
-        a, b, _ = self.coefficients(proj)
-        return linear_recurrence(a, b, h0, mask)
-
     def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        time = x.size(1)
-        # where the loop is chosen, its hand-written kernel (measured 0.6-0.9x the autograd loop's time)
-        inputs = None
-        if time > 1 and choose_algorithm(self.mode, time, x.device) == "loop":
-            inputs = layer_inputs(self, x, state, lengths)
-        if inputs is not None:
-            h0, mask = inputs
-            return run_kernel(self.kernel, self.linear(x), h0, mask)
-        out, new_state, _ = self._run(x, state, lengths)
+        out, new_state, _ = self._run_with_gates(x, state, lengths)
         return out, new_state
 
     def _forward_with_gates(
         self, x: Tensor, state: State | None, lengths: Tensor | None
     ) -> tuple[Tensor, State, Gates]:
-        return self._run(x, state, lengths)
+        return self._run_with_gates(x, state, lengths)
 
 
 @register_cell("min_gru", paper=FENG_2024, parallel=True)
@@ -142,8 +123,16 @@ class MinGRU(_MinRNN):
     gate_names = ("update",)
     n_parts = 2
 
-    def kernel(self, proj: Tensor, h0: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        return min_gru_packed(proj, h0, mask)
+    def _forward(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
+        # where the loop is chosen, the gate, the recurrence and their backward in one kernel (fewer
+        # passes over memory than the coefficients and the linear recurrence)
+        time = x.size(1)
+        if time > 1 and choose_algorithm(self.mode, time, x.device) == "loop":
+            inputs = kernel_inputs(self, x, state, lengths)
+            if inputs is not None:
+                h0, mask = inputs
+                return run_kernel(min_gru_packed, self.linear(x), h0, mask)
+        return super()._forward(x, state, lengths)
 
     def coefficients(self, proj: Tensor) -> tuple[Tensor, Tensor, Gates]:
         k, cand = proj.chunk(2, dim=-1)
