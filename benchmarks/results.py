@@ -365,8 +365,6 @@ def plot_curves(name: str, results: list[dict[str, Any]], path: Path) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(results[0]["monitor"])
-    if results[0]["monitor"].endswith("ppl"):
-        ax.set_yscale("log")
     ax.set_title(f"{name}: validation per epoch")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
