@@ -560,7 +560,6 @@ class ZooCLI(LightningCLI):
             resolve_data_files(config)
             if self.subcommand in ("fit", "validate", "test", "predict"):
                 resolve_checkpoint_alias(config)
-                check_checkpoint_exists(config.get("ckpt_path"))
                 self._fit_run = fit_run_of(config.get("ckpt_path"))
                 resuming = self.subcommand == "fit" and config.get("ckpt_path") is not None
                 if resuming:
@@ -853,20 +852,6 @@ def check_checkpoint_path(config: Any, already: str | None = None) -> str | None
 
 def _lightning_resolves(path: str) -> bool:
     return path in ("best", "last", "hpc") or path.startswith("registry") or "://" in path
-
-
-def check_checkpoint_exists(ckpt_path: Any) -> None:
-    """An explicit ``--ckpt_path`` must name a file (remote URLs and Lightning's ``hpc`` and ``registry``
-    lookups are left to Lightning)."""
-    if not isinstance(ckpt_path, str | os.PathLike) or "://" in str(ckpt_path):
-        return
-    if str(ckpt_path) == "hpc" or str(ckpt_path).startswith("registry"):
-        return
-    if not Path(ckpt_path).is_file():
-        raise ZooConfigError(
-            f"--ckpt_path {ckpt_path}: no such checkpoint file. Give the path of a .ckpt file, or `last` / "
-            "`best` for the latest run of this config."
-        )
 
 
 def resume_in_checkpoint_dir(config: Any) -> None:

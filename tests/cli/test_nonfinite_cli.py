@@ -110,7 +110,7 @@ def test_nan_in_the_second_epoch_keeps_the_first_epochs_checkpoint(work: Path) -
     assert result.returncode == 1, result.output[-3000:]
     folder = checkpoint_dir(work)
     assert f"non-finite training loss (nan) at global step {step} (epoch 1, batch 2)" in result.stderr
-    assert f"the last good checkpoint is {folder.relative_to(work)}/last.ckpt" in result.stderr
+    assert f"the last good checkpoint is {folder / 'last.ckpt'};" in result.stderr
     # only the first epoch's checkpoints: last.ckpt is the state before the NaN, finite and loadable
     assert sorted(p.name for p in folder.glob("*.ckpt")) == [
         f"epoch=0-step={STEPS_PER_EPOCH}.ckpt",
