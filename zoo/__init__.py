@@ -4,6 +4,7 @@ from zoo.cells import CellSpec, RecurrentLayer, build_cell, get_cell_spec, list_
 from zoo.encoder import EncoderConfig, RecurrentEncoder, build_encoder
 from zoo.tasks import Forecaster, LanguageModel, SequenceClassifier, TokenTagger, gate_activations
 from zoo.tracking.load import load_model
+from zoo.tracking.predict import Predictor
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,7 @@ __all__ = [
     "EncoderConfig",
     "Forecaster",
     "LanguageModel",
+    "Predictor",
     "RecurrentEncoder",
     "RecurrentLayer",
     "SequenceClassifier",

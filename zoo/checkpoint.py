@@ -1,6 +1,6 @@
 """Reading checkpoints safely: weights only, and a clear error for a file that is not a usable checkpoint.
 
-Every checkpoint the zoo reads (``zoo.load_model``, ``ZooModel.from_files``, ``--ckpt_path`` of ``zoo
+Every checkpoint the zoo reads (``zoo.load_model``, ``Predictor.from_files``, ``--ckpt_path`` of ``zoo
 fit/validate/test/predict``) goes through :func:`read_checkpoint` first. It calls ``torch.load`` with
 ``weights_only=True`` passed explicitly, so that nothing in the file can run code, whatever the torch
 default and whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says (torch >= 2.6 lets that variable override

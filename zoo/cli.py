@@ -998,6 +998,10 @@ def main(argv: list[str] | None = None) -> int:
             from zoo.tracking.serve import serve_main
 
             return serve_main(args[1:])
+        if args[:1] == ["predict"] and args[1:2] and not args[1].startswith("-"):
+            from zoo.predict_cli import predict_main  # `zoo predict MODEL ...`; `-c recipe` is LightningCLI's
+
+            return predict_main(args[1:])
         print_linked = "--print_config" in args
         if print_linked:
             args.remove("--print_config")
