@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger
 from zoo._malloc import tune_malloc_for_training
 from zoo.errors import ZooConfigError, ZooError
 from zoo.nonfinite import NonFiniteGuard
+from zoo.prediction_writer import JsonLinesWriter
 from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
 from zoo.tracking.logger import ZooMLFlowLogger
 from zoo.tracking.uri import TrackingServerUnreachable
@@ -485,6 +486,7 @@ class ZooCLI(LightningCLI):
         parser.add_lightning_class_args(ZooCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LogModelCallback, "tracking")
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(JsonLinesWriter, "prediction")
 
     def _recorder(self, name: str) -> Callable[[Any], Any]:
         def linked(value: Any) -> Any:

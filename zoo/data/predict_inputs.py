@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from torch.utils.data import DataLoader, IterableDataset
 
 from zoo.errors import ZooConfigError
 
@@ -129,3 +131,83 @@ def _json_window(where: str, text: str) -> Any:
         raise ZooConfigError(
             f"{where} is not a JSON window ({err}). Write one window per line as [[x, ...], ...]."
         ) from None
+
+
+def predict_files_of(files: str | Sequence[str] | None) -> list[str]:
+    """The ``predict_files`` option of a data module as a list, each file checked to exist."""
+    if files is None:
+        return []
+    found = [files] if isinstance(files, str) else [str(f) for f in files]
+    for file in found:
+        check_input_file(file)
+    return found
+
+
+class PredictInputs(IterableDataset):
+    """The inputs of ``predict_files``, read lazily, file after file (see :func:`iter_inputs`)."""
+
+    def __init__(self, files: Sequence[str], column: str | None, windows: bool = False) -> None:
+        self.files, self.column, self.windows = list(files), column, windows
+
+    def __iter__(self) -> Iterator[Any]:
+        for file in self.files:
+            yield from iter_inputs(file, self.column, windows=self.windows)
+
+
+class PredictTextCollate:
+    """Raw texts -> a predict batch (:func:`zoo.tracking.predict.encode_texts`), as ``zoo.Predictor``
+    builds it."""
+
+    def __init__(self, tokenizer: Any, max_length: int, pad_id: int, keep_end: bool = False) -> None:
+        from zoo.data.tokenizers import plain
+
+        self.tokenizer = plain(tokenizer)
+        self.max_length, self.pad_id, self.keep_end = max_length, pad_id, keep_end
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        from zoo.tracking.predict import encode_texts
+
+        return encode_texts(self.tokenizer, texts, self.max_length, self.pad_id, self.keep_end)
+
+
+class PredictWindowCollate:
+    """One raw window (a ``.csv`` file, or a JSON array) -> ``{"inputs": Float[1, T, F]}``, selected and
+    standardised as ``zoo.Predictor`` does."""
+
+    def __init__(self, feature_columns: Sequence[str], mean: Any, std: Any, max_length: int) -> None:
+        self.feature_columns, self.mean, self.std = list(feature_columns), mean, std
+        self.max_length = max_length
+
+    def __call__(self, windows: list[Any]) -> dict[str, Any]:
+        import pandas as pd
+        import torch
+
+        from zoo.tracking.predict import prepare_window
+
+        (window,) = windows
+        if isinstance(window, pd.DataFrame):
+            missing = [c for c in self.feature_columns if c not in window.columns]
+            if missing:
+                raise ZooConfigError(
+                    f"a window to predict from lacks the feature columns {missing}; its columns are "
+                    f"{list(window.columns)}. Give the columns the model was trained on."
+                )
+            window = window[self.feature_columns]
+        values = prepare_window(window, len(self.feature_columns), self.max_length, self.mean, self.std)
+        return {"inputs": torch.from_numpy(values).unsqueeze(0)}
+
+
+def predict_loader(
+    files: Sequence[str],
+    column: str | None,
+    batch_size: int,
+    collate: Callable[[list[Any]], Any],
+    windows: bool = False,
+) -> DataLoader:
+    """A loader over the inputs of ``predict_files``, in order, ``batch_size`` inputs per batch."""
+    if not files:
+        raise ZooConfigError(
+            "nothing to predict: pass --data.predict_files FILE (a .txt file with one input per line, or a "
+            ".csv/.jsonl file with a text column)."
+        )
+    return DataLoader(PredictInputs(files, column, windows), batch_size=batch_size, collate_fn=collate)
