@@ -296,10 +296,11 @@ def test_language_model_in_three_forms(trained: dict[str, Path]) -> None:
 def test_forecasting_in_three_forms(trained: dict[str, Path]) -> None:
     folder = trained["forecasting"]
     window = [[math.sin(t / 4), math.cos(t / 4)] for t in range(200, 206)]
-    (folder / "window.csv").write_text("b,a\n" + "".join(f"{b},{a}\n" for a, b in window))  # columns by name
+    (folder / "window.csv").write_text("b,a\n" + "".join(f"{b},{a}\n" for a, b in window))  # read by name
     (folder / "windows.jsonl").write_text(json.dumps(window) + "\n" + json.dumps(window[::-1]) + "\n")
-    args_form, _, _ = run_all(
+    args_form, _, csv_form, _ = run_all(
         (["predict", "checkpoints", json.dumps(window)], folder, None),
+        (["predict", "checkpoints", "--input", "window.csv"], folder, None),
         (["predict", "checkpoints", "--input", "windows.jsonl", "--output", "p.jsonl"], folder, None),
         (
             ["predict", "-c", "recipe.yaml", "--ckpt_path", "best", "--data.predict_files", "window.csv",
@@ -310,6 +311,7 @@ def test_forecasting_in_three_forms(trained: dict[str, Path]) -> None:
     )  # fmt: skip
     expected = in_process(folder, [window, window[::-1]])
     assert_same_rows(json_lines(args_form.stdout), expected[:1])
+    assert_same_rows(json_lines(csv_form.stdout), expected[:1])
     assert_same_rows(json_lines((folder / "p.jsonl").read_text()), expected)
     assert_same_rows(json_lines((folder / "lightning.jsonl").read_text()), expected[:1])
     steps = expected[0]["forecast"]

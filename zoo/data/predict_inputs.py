@@ -179,21 +179,17 @@ class PredictWindowCollate:
         self.max_length = max_length
 
     def __call__(self, windows: list[Any]) -> dict[str, Any]:
-        import pandas as pd
         import torch
 
-        from zoo.tracking.predict import prepare_window
+        from zoo.tracking.predict import PredictInputError, prepare_window
 
         (window,) = windows
-        if isinstance(window, pd.DataFrame):
-            missing = [c for c in self.feature_columns if c not in window.columns]
-            if missing:
-                raise ZooConfigError(
-                    f"a window to predict from lacks the feature columns {missing}; its columns are "
-                    f"{list(window.columns)}. Give the columns the model was trained on."
-                )
-            window = window[self.feature_columns]
-        values = prepare_window(window, len(self.feature_columns), self.max_length, self.mean, self.std)
+        try:
+            values = prepare_window(
+                window, len(self.feature_columns), self.max_length, self.mean, self.std, self.feature_columns
+            )
+        except PredictInputError as err:
+            raise ZooConfigError(f"{err}; the model reads the features {self.feature_columns}") from None
         return {"inputs": torch.from_numpy(values).unsqueeze(0)}
 
 

@@ -251,16 +251,24 @@ def encode_texts(
 
 
 def prepare_window(
-    window: Any, num_features: int | None, max_length: int, mean: Any = None, std: Any = None
+    window: Any,
+    num_features: int | None,
+    max_length: int,
+    mean: Any = None,
+    std: Any = None,
+    columns: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A raw forecasting window (rows = time steps, columns = features) as the model reads it: float32,
-    its last ``max_length`` rows, standardised with the training statistics ``mean``/``std``.
+    its last ``max_length`` rows, standardised with the training statistics ``mean``/``std``. A DataFrame
+    that has all the training feature ``columns`` is read by their names, any other by position.
 
     Raises:
         PredictInputError: the window is not a table of numbers with ``num_features`` columns, or holds
             NaN or infinite values.
     """
     values = window.to_numpy() if isinstance(window, pd.DataFrame) else np.asarray(window)
+    if isinstance(window, pd.DataFrame) and columns and set(columns) <= set(window.columns):
+        values = window[list(columns)].to_numpy()  # by name when it has the training columns
     num_features = num_features or (values.shape[-1] if values.ndim else 1)
     if values.ndim == 1 and num_features == 1:
         values = values.reshape(-1, 1)
@@ -486,6 +494,7 @@ class Predictor:
                 self.max_length,
                 self.attr("feature_mean"),
                 self.attr("feature_std"),
+                self.attr("feature_columns"),
             )
             for w in inputs
         ]
