@@ -34,6 +34,14 @@ _WRAP = (
 )
 
 
+def newest_checkpoint(folder: str | os.PathLike[str], alias: str = "best") -> Path | None:
+    """The newest ``last*.ckpt`` (``alias="last"``) or other ``.ckpt`` (``"best"``: the zoo keeps one best
+    checkpoint beside ``last.ckpt``) in a checkpoint folder, or ``None``."""
+    files = sorted(Path(folder).glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    wanted = [f for f in files if f.name.startswith("last") == (alias == "last")]
+    return wanted[0] if wanted else None
+
+
 def read_checkpoint(path: str | os.PathLike[str], need_hparams: bool = False) -> dict[str, Any]:
     """Load a Lightning checkpoint with ``weights_only=True`` on CPU, or say precisely why it cannot be.
 

@@ -457,7 +457,8 @@ class ZooCLI(LightningCLI):
                 "description": (
                     "Train and evaluate rnn-zoo models from YAML recipes, tracked in MLflow. Also: `zoo "
                     "cells` lists the registered cells, `zoo recipes` the bundled recipes (`zoo recipes "
-                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model."
+                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model, `zoo "
+                    "predict MODEL TEXT...` (or `--input FILE`) predicts with a checkpoint or model URI."
                 ),
             },
         )
@@ -778,11 +779,12 @@ def resolve_checkpoint_alias(config: Any) -> None:
     else:
         found = [*root.glob("lightning_logs/version_*/checkpoints"), *root.glob("checkpoints/version_*")]
         folders = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    from zoo.checkpoint import newest_checkpoint
+
     for folder in folders:
-        files = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-        wanted = [f for f in files if f.name.startswith("last") == (alias == "last")]
-        if wanted:
-            config["ckpt_path"] = str(wanted[0])
+        found_file = newest_checkpoint(folder, alias)
+        if found_file is not None:
+            config["ckpt_path"] = str(found_file)
             return
     where = dirpath or f"{root}/lightning_logs/version_*/checkpoints or {root}/checkpoints/version_*"
     raise ZooConfigError(

@@ -296,15 +296,16 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def _find_checkpoint(folder: Path) -> Path:
-    """The checkpoint to read from a checkpoint folder: the best one (not ``last``), newest first."""
-    found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    best = [p for p in found if not p.name.startswith("last")]
-    if not found:
+    """The checkpoint to read from a checkpoint folder: its best one, else ``last.ckpt``."""
+    from zoo.checkpoint import newest_checkpoint
+
+    found = newest_checkpoint(folder, "best") or newest_checkpoint(folder, "last")
+    if found is None:
         raise CheckpointError(
             f"{folder} holds no .ckpt file. Give a checkpoint written by `zoo fit` (its folder is printed "
             "at the end of the fit as 'Checkpoints: ...') or a model URI."
         )
-    return (best or found)[0]
+    return found
 
 
 @dataclass
