@@ -298,7 +298,7 @@ def test_forecasting_in_three_forms(trained: dict[str, Path]) -> None:
     window = [[math.sin(t / 4), math.cos(t / 4)] for t in range(200, 206)]
     (folder / "window.csv").write_text("b,a\n" + "".join(f"{b},{a}\n" for a, b in window))  # read by name
     (folder / "windows.jsonl").write_text(json.dumps(window) + "\n" + json.dumps(window[::-1]) + "\n")
-    args_form, _, csv_form, _ = run_all(
+    args_form, csv_form, _, _ = run_all(
         (["predict", "checkpoints", json.dumps(window)], folder, None),
         (["predict", "checkpoints", "--input", "window.csv"], folder, None),
         (["predict", "checkpoints", "--input", "windows.jsonl", "--output", "p.jsonl"], folder, None),
