@@ -98,7 +98,7 @@ class CuisineMemoryData(TextClassificationData):
         seed: seed of the generator (splits use ``seed``, ``seed + 1``, ``seed + 2``) and the shuffles.
         cache_dir: where the trained ``tokenizer.json`` is kept (default ``~/.cache/rnn-zoo``).
         predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
-            ``.csv``/``.jsonl`` files with a ````text```` column, read lazily.
+            ``.csv``/``.jsonl`` files with a ``text`` column, read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, num_classes, label_names (cuisine names).

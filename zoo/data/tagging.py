@@ -90,7 +90,7 @@ class TokenTaggingData(SplitDataModule):
         cache_dir: root of the caches.
         load_kwargs: extra ``datasets.load_dataset`` arguments.
         predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
-            ``.csv``/``.jsonl`` files with a ````text```` column, read lazily.
+            ``.csv``/``.jsonl`` files with a ``text`` column, read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, num_tags, tag_names.
