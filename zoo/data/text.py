@@ -135,7 +135,7 @@ class TextClassificationData(SplitDataModule):
             and the datasets default for data.
         load_kwargs: extra ``datasets.load_dataset`` arguments (e.g. ``{"delimiter": "\\t"}``).
         predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
-            ``.csv``/``.jsonl`` files with a ``text (``text_column``)`` column, read lazily.
+            ``.csv``/``.jsonl`` files, the text in ``text_column``; read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, num_classes, label_names.
@@ -374,7 +374,7 @@ class LanguageModelingData(SplitDataModule):
         cache_dir: root of the caches (see :class:`TextClassificationData`).
         load_kwargs: extra ``datasets.load_dataset`` arguments.
         predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
-            ``.csv``/``.jsonl`` files with a ``text (``text_column``)`` column, read lazily.
+            ``.csv``/``.jsonl`` files, the text in ``text_column``; read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, eos_id (``None`` without ``add_eos``),
