@@ -1,6 +1,6 @@
 """Reading checkpoints safely: weights only, and a clear error for a file that is not a usable checkpoint.
 
-Every checkpoint the zoo reads (``zoo.load_model``, ``ZooModel.from_files``, ``--ckpt_path`` of ``zoo
+Every checkpoint the zoo reads (``zoo.load_model``, ``Predictor.from_files``, ``--ckpt_path`` of ``zoo
 fit/validate/test/predict``) goes through :func:`read_checkpoint` first. It calls ``torch.load`` with
 ``weights_only=True`` passed explicitly, so that nothing in the file can run code, whatever the torch
 default and whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says (torch >= 2.6 lets that variable override
@@ -32,6 +32,14 @@ _WRAP = (
     "torch.save({'state_dict': weights, 'hyper_parameters': dict(task.hparams), "
     "'pytorch-lightning_version': lightning.__version__}, path)"
 )
+
+
+def newest_checkpoint(folder: str | os.PathLike[str], alias: str = "best") -> Path | None:
+    """The newest ``last*.ckpt`` (``alias="last"``) or other ``.ckpt`` (``"best"``: the zoo keeps one best
+    checkpoint beside ``last.ckpt``) in a checkpoint folder, or ``None``."""
+    files = sorted(Path(folder).glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    wanted = [f for f in files if f.name.startswith("last") == (alias == "last")]
+    return wanted[0] if wanted else None
 
 
 def read_checkpoint(path: str | os.PathLike[str], need_hparams: bool = False) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from zoo._malloc import tune_malloc_for_training
 from zoo.errors import DataValidationError, ZooConfigError, ZooError
 from zoo.nonfinite import NonFiniteGuard
+from zoo.prediction_writer import JsonLinesWriter
 from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
 from zoo.tracking.logger import ZooMLFlowLogger
 from zoo.tracking.uri import TrackingServerUnreachable
@@ -487,7 +488,8 @@ class ZooCLI(LightningCLI):
                 "description": (
                     "Train and evaluate rnn-zoo models from YAML recipes, tracked in MLflow. Also: `zoo "
                     "cells` lists the registered cells, `zoo recipes` the bundled recipes (`zoo recipes "
-                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model."
+                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model, `zoo "
+                    "predict MODEL TEXT...` (or `--input FILE`) predicts with a checkpoint or model URI."
                 ),
             },
         )
@@ -516,6 +518,7 @@ class ZooCLI(LightningCLI):
         parser.add_lightning_class_args(ZooCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LogModelCallback, "tracking")
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(JsonLinesWriter, "prediction")
 
     def _recorder(self, name: str) -> Callable[[Any], Any]:
         def linked(value: Any) -> Any:
@@ -811,11 +814,12 @@ def resolve_checkpoint_alias(config: Any) -> None:
     else:
         found = [*root.glob("lightning_logs/version_*/checkpoints"), *root.glob("checkpoints/version_*")]
         folders = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    from zoo.checkpoint import newest_checkpoint
+
     for folder in folders:
-        files = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-        wanted = [f for f in files if f.name.startswith("last") == (alias == "last")]
-        if wanted:
-            config["ckpt_path"] = str(wanted[0])
+        found_file = newest_checkpoint(folder, alias)
+        if found_file is not None:
+            config["ckpt_path"] = str(found_file)
             return
     where = dirpath or f"{root}/lightning_logs/version_*/checkpoints or {root}/checkpoints/version_*"
     raise ZooConfigError(
@@ -1019,6 +1023,10 @@ def main(argv: list[str] | None = None) -> int:
             from zoo.tracking.serve import serve_main
 
             return serve_main(args[1:])
+        if args[:1] == ["predict"] and args[1:2] and not args[1].startswith("-"):
+            from zoo.predict_cli import predict_main  # `zoo predict MODEL ...`; `-c recipe` is LightningCLI's
+
+            return predict_main(args[1:])
         print_linked = "--print_config" in args
         if print_linked:
             args.remove("--print_config")

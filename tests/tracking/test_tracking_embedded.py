@@ -81,9 +81,9 @@ def test_cli_fit_tracks_into_sqlite_and_registers_without_a_server(fresh_cwd: Pa
     model = load_model("models:/toy-local@champion")
     assert model.config is not None and "seed_everything: 2" in model.config
     want = second.model.eval()
-    from zoo.tracking.predict import ZooModel
+    from zoo.tracking.predict import Predictor
 
-    expected = ZooModel(want, "classification", second.datamodule.tokenizer).predict(TEXTS)
+    expected = Predictor(want, "classification", second.datamodule.tokenizer).predict(TEXTS)
     got = model.predict(TEXTS)
     assert [g["label"] for g in got] == [e["label"] for e in expected]
     for g, e in zip(got, expected, strict=True):

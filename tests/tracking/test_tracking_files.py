@@ -41,7 +41,7 @@ from zoo.checkpoint import read_checkpoint
 from zoo.errors import CheckpointError
 from zoo.tracking import log_pyfunc_model
 from zoo.tracking.load import using_tracking_uri
-from zoo.tracking.predict import PredictInputError, ZooModel, class_path, task_kind
+from zoo.tracking.predict import PredictInputError, Predictor, class_path, task_kind
 
 TEXTS = ["the chef added honey", "salt and pepper"]
 
@@ -125,7 +125,7 @@ def test_logged_model_is_code_not_a_pickle(logged: dict[str, Any], monkeypatch: 
     # MLflow refuses every pickled model with this set; the zoo's loads, since nothing is unpickled
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     loaded = load_model(str(model_dir))
-    want = ZooModel(logged["task"], "classification", logged["data"].tokenizer).predict(TEXTS)
+    want = Predictor(logged["task"], "classification", logged["data"].tokenizer).predict(TEXTS)
     got = loaded.predict(TEXTS)
     assert [g["label"] for g in got] == [w["label"] for w in want]
     for g, w in zip(got, want, strict=True):
@@ -153,7 +153,7 @@ def test_crafted_checkpoint_is_refused_by_from_files(trained: dict[str, Any], tm
     target = crafted_checkpoint(tmp_path / "crafted.ckpt", marker, like=trained["ckpt"])
     info = {"task_class": class_path(trained["task"]), "kind": "classification"}
     with pytest.raises(CheckpointError, match=r"GLOBAL posix\.system"):
-        ZooModel.from_files(target, info, trained["data"].tokenizer_path)
+        Predictor.from_files(target, info, trained["data"].tokenizer_path)
     assert not marker.exists()
     assert_really_runs_code(target, marker)
 
@@ -199,7 +199,7 @@ def test_a_bad_checkpoint_is_a_clear_error_naming_the_file(
     path = _bad_file(kind, tmp_path, trained["ckpt"])
     info = {"task_class": class_path(trained["task"]), "kind": "classification"}
     with pytest.raises(CheckpointError, match=BAD_FILES[kind]) as caught:
-        ZooModel.from_files(path, info, trained["data"].tokenizer_path)
+        Predictor.from_files(path, info, trained["data"].tokenizer_path)
     assert str(path) in str(caught.value)
 
 
@@ -298,22 +298,22 @@ def test_a_tokenizer_of_another_vocabulary_is_refused_at_load(logged: dict[str, 
         load_model(str(model_dir))
     # the same check guards a predictor built in memory
     with pytest.raises(CheckpointError, match=f"has {other_size} token ids but the task embeds .* {size}"):
-        ZooModel(logged["task"], "classification", other)
+        Predictor(logged["task"], "classification", other)
 
 
 # -- any Unicode ---------------------------------------------------------------------------------------
 def test_lone_surrogates_are_predicted_as_replacement_characters(trained: dict[str, Any]) -> None:
     data, task = trained["data"], trained["task"]
-    classifier = ZooModel(task, "classification", data.tokenizer)
+    classifier = Predictor(task, "classification", data.tokenizer)
     lone = ["\ud800", "honey \udfff cake", "x\ud83c"]
     replaced = ["\ufffd", "honey \ufffd cake", "x\ufffd"]
     assert classifier.predict(lone) == classifier.predict(replaced)
     # a surrogate pair spelled as two code points is the character it encodes
     assert classifier.predict(["\ud83c\udf6e honey"]) == classifier.predict(["🍮 honey"])
-    tagger = ZooModel(ToyTagger(vocab_size=data.vocab_size).eval(), "tagging", data.tokenizer)
+    tagger = Predictor(ToyTagger(vocab_size=data.vocab_size).eval(), "tagging", data.tokenizer)
     words = tagger.predict(["honey \ud800 cake"])[0]["words"]
     assert "".join(words).replace("\ufffd", "") == "honeycake" and "\ud800" not in "".join(words)
-    lm = ZooModel(ToyLanguageModel(vocab_size=data.vocab_size).eval(), "language_model", data.tokenizer)
+    lm = Predictor(ToyLanguageModel(vocab_size=data.vocab_size).eval(), "language_model", data.tokenizer)
     assert lm.predict(["the \udc00"], max_new_tokens=2)[0]["prompt"] == "the \ufffd"
 
 
@@ -333,7 +333,7 @@ def test_from_files_names_both_files_of_a_vocabulary_mismatch(
     info = {"task_class": class_path(trained["task"]), "kind": "classification"}
     size = trained["data"].vocab_size
     with pytest.raises(CheckpointError) as caught:
-        ZooModel.from_files(trained["ckpt"], info, path)
+        Predictor.from_files(trained["ckpt"], info, path)
     message = str(caught.value)
     assert f"tokenizer {path} has {other.get_vocab_size()} token ids" in message
     assert f"checkpoint {trained['ckpt']} embeds a vocabulary of {size}" in message
@@ -374,7 +374,7 @@ def test_serve_answers_a_missing_content_type_and_a_lone_surrogate(
         # JSON's "\ud800" is a lone surrogate in Python: predicted like U+FFFD, no error, no trace
         status, _, body = _request(port, b'{"inputs": ["\\ud800", "honey \\udfff"]}', json_type)
         assert status == 200, body
-        want = ZooModel(logged["task"], "classification", logged["data"].tokenizer).predict(
+        want = Predictor(logged["task"], "classification", logged["data"].tokenizer).predict(
             ["\ufffd", "honey \ufffd"]
         )
         got = json.loads(body)["predictions"]

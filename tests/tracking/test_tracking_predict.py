@@ -17,7 +17,7 @@ from tracking_toys import (
     ToyTextData,
 )
 
-from zoo.tracking.predict import ZooModel, as_texts, class_path, task_kind
+from zoo.tracking.predict import Predictor, as_texts, class_path, task_kind
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,10 @@ def data() -> ToyTextData:
 
 
 @pytest.fixture(scope="module")
-def classifier(data: ToyTextData) -> ZooModel:
+def classifier(data: ToyTextData) -> Predictor:
     torch.manual_seed(0)
     task = ToyClassifier(vocab_size=data.vocab_size, label_names=data.label_names).eval()
-    return ZooModel(task, task_kind(task), data.tokenizer, {"max_length": 16, "data": {"pad_id": 0}})
+    return Predictor(task, task_kind(task), data.tokenizer, {"max_length": 16, "data": {"pad_id": 0}})
 
 
 def test_kind_is_read_from_the_task_api() -> None:
@@ -41,7 +41,7 @@ def test_kind_is_read_from_the_task_api() -> None:
         task_kind(torch.nn.Linear(1, 1))
 
 
-def test_classification_matches_the_module(classifier: ZooModel, data: ToyTextData) -> None:
+def test_classification_matches_the_module(classifier: Predictor, data: ToyTextData) -> None:
     texts = ["the chef added honey", "salt and pepper then stirred it", "cake"]
     out = classifier.predict(texts)
     assert [set(o) for o in out] == [{"label", "probabilities", "num_tokens", "truncated"}] * 3
@@ -55,14 +55,14 @@ def test_classification_matches_the_module(classifier: ZooModel, data: ToyTextDa
         assert o["num_tokens"] == ids.shape[1] and o["truncated"] is False
 
 
-def test_padding_in_a_batch_does_not_change_a_prediction(classifier: ZooModel) -> None:
+def test_padding_in_a_batch_does_not_change_a_prediction(classifier: Predictor) -> None:
     short, long = "honey", "the chef added some salt and then stirred it"
     alone = classifier.predict([short])[0]["probabilities"]
     batched = classifier.predict([long, short])[1]["probabilities"]
     np.testing.assert_allclose(list(alone.values()), list(batched.values()), atol=1e-6)
 
 
-def test_classification_edge_inputs(classifier: ZooModel) -> None:
+def test_classification_edge_inputs(classifier: Predictor) -> None:
     assert classifier.predict([]) == []
     assert classifier.predict(pd.DataFrame({"text": []})) == []
     empty = classifier.predict([""])[0]
@@ -80,7 +80,7 @@ def test_classification_edge_inputs(classifier: ZooModel) -> None:
     assert sum(uni[1]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_input_forms(classifier: ZooModel) -> None:
+def test_input_forms(classifier: Predictor) -> None:
     expected = classifier.predict(["honey cake", "salt"])
     assert classifier.predict(pd.DataFrame({"text": ["honey cake", "salt"]})) == expected
     assert classifier.predict(pd.DataFrame({"review": ["honey cake", "salt"]})) == expected
@@ -95,7 +95,7 @@ def test_input_forms(classifier: ZooModel) -> None:
 def test_tagging_gives_one_tag_per_word(data: ToyTextData) -> None:
     torch.manual_seed(0)
     task = ToyTagger(vocab_size=data.vocab_size, tag_names=["O", "FOOD", "X"]).eval()
-    model = ZooModel(task, "tagging", data.tokenizer, {"max_length": 5})
+    model = Predictor(task, "tagging", data.tokenizer, {"max_length": 5})
     text = "the chef added   honey, crème"
     out = model.predict([text, ""])
     enc = data.tokenizer.encode(text)
@@ -122,7 +122,7 @@ def test_tagging_accepts_tag_ids_as_lists(data: ToyTextData) -> None:
     list_form = ListTagger(vocab_size=data.vocab_size, tag_names=["O", "FOOD", "X"]).eval()
     list_form.load_state_dict(logits_form.state_dict())
     texts = ["the chef added honey", "salt", ""]
-    assert ZooModel(list_form, "tagging", data.tokenizer).predict(texts) == ZooModel(
+    assert Predictor(list_form, "tagging", data.tokenizer).predict(texts) == Predictor(
         logits_form, "tagging", data.tokenizer
     ).predict(texts)
 
@@ -130,7 +130,7 @@ def test_tagging_accepts_tag_ids_as_lists(data: ToyTextData) -> None:
 def test_language_model_continues_a_prompt(data: ToyTextData) -> None:
     torch.manual_seed(0)
     task = ToyLanguageModel(vocab_size=data.vocab_size).eval()
-    model = ZooModel(task, "language_model", data.tokenizer, {"max_length": 4, "data": {"bos_id": 2}})
+    model = Predictor(task, "language_model", data.tokenizer, {"max_length": 4, "data": {"bos_id": 2}})
     prompt = "the chef added some honey and"
     out = model.predict([prompt], max_new_tokens=5, seed=3)[0]
     ids = data.tokenizer.encode(prompt).ids[-4:]
@@ -153,7 +153,7 @@ def test_forecasting_returns_horizon_steps_in_original_units() -> None:
         num_features=2, num_targets=1, horizon=3, target_mean=[10.0], target_std=[2.0]
     ).eval()
     data = {"target_columns": ["load"], "feature_mean": [1.0, -1.0], "feature_std": [2.0, 4.0]}
-    model = ZooModel(task, "forecasting", None, {"data": data})
+    model = Predictor(task, "forecasting", None, {"data": data})
     window = pd.DataFrame({"load": np.linspace(0, 1, 12), "temp": np.cos(np.arange(12))})
     out = model.predict(window)
     # raw windows are standardised with the data module's train statistics, forecasts come back in units
@@ -177,13 +177,13 @@ def test_rebuild_from_checkpoint_through_the_concrete_class(tmp_path, data: ToyT
     state = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
     torch.save({**state, "pytorch-lightning_version": lightning.__version__}, ckpt)
     info = {"task_class": class_path(task), "kind": "classification"}
-    model = ZooModel.from_files(ckpt, info, tokenizer=data.tokenizer_path)
-    direct = ZooModel(task, "classification", data.tokenizer, info)
+    model = Predictor.from_files(ckpt, info, tokenizer=data.tokenizer_path)
+    direct = Predictor(task, "classification", data.tokenizer, info)
     assert model.predict(SWEET + SAVORY) == direct.predict(SWEET + SAVORY)
     with pytest.raises(ImportError, match="no_such_module"):
-        ZooModel.from_files(ckpt, {"task_class": "no_such_module.Task"}, tokenizer=data.tokenizer_path)
+        Predictor.from_files(ckpt, {"task_class": "no_such_module.Task"}, tokenizer=data.tokenizer_path)
     with pytest.raises(ValueError, match="needs its tokenizer"):
-        ZooModel(task, "classification", None, info)
+        Predictor(task, "classification", None, info)
 
 
 def test_as_texts_rejects_what_is_not_text() -> None:

@@ -14,7 +14,7 @@ from tracking_toys import ToyForecaster, ToyLanguageModel, ToyTagger, ToyTextDat
 
 from zoo import load_model
 from zoo.tracking import log_pyfunc_model
-from zoo.tracking.predict import ZooModel, class_path, task_kind
+from zoo.tracking.predict import Predictor, class_path, task_kind
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_each_kind_round_trips_through_pyfunc(fresh_cwd: Path) -> None:
     uri = _log(forecaster, fresh_cwd, None, info, None)
     pyfunc = mlflow.pyfunc.load_model(uri)
     assert pyfunc.metadata.get_input_schema().input_names() == ["load", "temp"]
-    want = ZooModel(forecaster, "forecasting", None, info).predict(window)
+    want = Predictor(forecaster, "forecasting", None, info).predict(window)
     got = pyfunc.predict(window)
     assert [r["step"] for r in got] == [1, 2, 3]
     np.testing.assert_allclose([r["load"] for r in got], [r["load"] for r in want], atol=1e-6)
@@ -54,13 +54,13 @@ def test_each_kind_round_trips_through_pyfunc(fresh_cwd: Path) -> None:
     tagger = ToyTagger(vocab_size=data.vocab_size, tag_names=["O", "FOOD", "X"]).eval()
     uri = _log(tagger, fresh_cwd, data.tokenizer, {}, ["the chef added honey"])
     texts = ["the chef added honey", "", "ünïcode words"]
-    want = ZooModel(tagger, "tagging", data.tokenizer).predict(texts)
+    want = Predictor(tagger, "tagging", data.tokenizer).predict(texts)
     assert mlflow.pyfunc.load_model(uri).predict(texts) == want
     assert load_model(uri).config == "seed_everything: 0\n"
 
     lm = ToyLanguageModel(vocab_size=data.vocab_size).eval()
     info = {"data": {"bos_id": 2}, "generation": {"max_new_tokens": 4, "seed": 7}}
     uri = _log(lm, fresh_cwd, data.tokenizer, info, ["the chef"])
-    want = ZooModel(lm, "language_model", data.tokenizer, info).predict(["the chef added", ""])
+    want = Predictor(lm, "language_model", data.tokenizer, info).predict(["the chef added", ""])
     assert mlflow.pyfunc.load_model(uri).predict(["the chef added", ""]) == want
     assert len(data.tokenizer.encode(want[0]["continuation"]).ids) <= 4

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tracking_toys import ToyTextData
 
-from zoo.tracking.predict import ZooModel, task_kind
+from zoo.tracking.predict import Predictor, task_kind
 
 tasks = pytest.importorskip("zoo.tasks", reason="zoo.tasks is not importable yet")
 ENCODER = {"cell": "gru", "hidden_size": 8}
@@ -25,7 +25,7 @@ def test_sequence_classifier(data: ToyTextData) -> None:
         ENCODER, vocab_size=data.vocab_size, num_classes=2, embedding_dim=8, label_names=data.label_names
     ).eval()
     assert task_kind(task) == "classification"
-    out = ZooModel(task, "classification", data.tokenizer, {"max_length": 32}).predict(TEXTS)
+    out = Predictor(task, "classification", data.tokenizer, {"max_length": 32}).predict(TEXTS)
     ids = torch.tensor([data.tokenizer.encode(TEXTS[0]).ids])
     with torch.no_grad():
         want = task.predict_step({"input_ids": ids})["probs"][0]
@@ -38,7 +38,7 @@ def test_token_tagger(data: ToyTextData) -> None:
         vocab_size=data.vocab_size, num_tags=3, embedding_dim=8, tag_names=["A", "B", "C"]
     )
     assert task_kind(task) == "tagging"
-    out = ZooModel(task.eval(), "tagging", data.tokenizer).predict(TEXTS[:2])
+    out = Predictor(task.eval(), "tagging", data.tokenizer).predict(TEXTS[:2])
     assert out[0]["words"] == ["the", "chef", "added", "honey"]
     assert len(out[0]["tags"]) == 4 and set(out[0]["tags"]) <= {"A", "B", "C"}
     assert out[1] == {"words": [], "tags": [], "truncated": False}
@@ -48,7 +48,7 @@ def test_language_model(data: ToyTextData) -> None:
     torch.manual_seed(0)
     task = tasks.LanguageModel(ENCODER, vocab_size=data.vocab_size, embedding_dim=8).eval()
     assert task_kind(task) == "language_model"
-    model = ZooModel(task, "language_model", data.tokenizer, {"data": {"bos_id": 2}})
+    model = Predictor(task, "language_model", data.tokenizer, {"data": {"bos_id": 2}})
     out = model.predict(["the chef", ""], max_new_tokens=4, seed=1)
     want = task.generate(data.tokenizer.encode("the chef").ids, 4, seed=1)
     assert out[0]["continuation"] == data.tokenizer.decode(want)
@@ -62,7 +62,7 @@ def test_forecaster() -> None:
     )
     assert task_kind(task) == "forecasting"
     window = np.random.default_rng(0).normal(size=(6, 2))
-    out = ZooModel(task.eval(), "forecasting", None).predict(window)
+    out = Predictor(task.eval(), "forecasting", None).predict(window)
     with torch.no_grad():
         want = task.predict_step({"inputs": torch.tensor(window, dtype=torch.float32)[None]})[0, :, 0]
     np.testing.assert_allclose([r["target_0"] for r in out], want.numpy(), atol=1e-6)

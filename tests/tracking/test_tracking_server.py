@@ -16,7 +16,7 @@ from tracking_toys import fit_toy
 
 from zoo import load_model
 from zoo.tracking import RegistryNameConflict
-from zoo.tracking.predict import ZooModel
+from zoo.tracking.predict import Predictor
 from zoo.tracking.registry import TASK_TAG
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_versions_and_alias_move(two_fits: dict[str, Any]) -> None:
 def test_registered_model_predicts_like_the_trained_one(mlflow_server: str, two_fits: dict[str, Any]) -> None:
     trainer, module, _, data = two_fits["second"]
     module.eval()
-    in_memory = ZooModel(module, "classification", data.tokenizer, {"max_length": 512})
+    in_memory = Predictor(module, "classification", data.tokenizer, {"max_length": 512})
     loaded = load_model(f"models:/{NAME}@champion", tracking_uri=mlflow_server)
     assert type(loaded.task).__name__ == "ToyClassifier"
     assert loaded.tokenizer.get_vocab() == data.tokenizer.get_vocab()
@@ -122,7 +122,7 @@ def test_serve_scores_json_like_the_model(
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=90, log=log)
         module, data = two_fits["second"][1], two_fits["second"][3]
-        want = ZooModel(module.eval(), "classification", data.tokenizer).predict(TEXTS)
+        want = Predictor(module.eval(), "classification", data.tokenizer).predict(TEXTS)
         url = f"http://127.0.0.1:{port}/invocations"
         assert_same_predictions(_post(url, {"inputs": TEXTS})["predictions"], want)
         assert _post(url, {"inputs": []})["predictions"] == []

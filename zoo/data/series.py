@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from zoo.data.batching import ResumableDataLoader, loader_options
 from zoo.data.encoding import datasets_cache
 from zoo.data.locate import RowLocator
+from zoo.data.predict_inputs import PredictWindowCollate, predict_files_of, predict_loader
 from zoo.data.sources import DataFiles, check_columns, load_splits
 from zoo.data.splits import SplitDataModule
 from zoo.data.validation import check_numbers
@@ -93,6 +94,8 @@ class TimeSeriesData(SplitDataModule):
         pin_memory: pin batches (default: when CUDA is available).
         cache_dir: root of the caches.
         load_kwargs: extra ``datasets.load_dataset`` arguments.
+        predict_files: windows for ``zoo predict -c``: ``.csv`` files (one window each, with the feature
+            columns) or ``.jsonl`` files (one JSON array of rows per line).
 
     Attributes:
         num_features, num_targets, horizon, input_length, target_mean, target_std (train statistics in
@@ -119,9 +122,12 @@ class TimeSeriesData(SplitDataModule):
         pin_memory: bool | None = None,
         cache_dir: str | None = None,
         load_kwargs: dict[str, Any] | None = None,
+        predict_files: str | list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not a hyperparameter: `zoo predict` logs into the fit's run, which has the fit's value
+        self.save_hyperparameters(ignore=["predict_files"])
+        self.predict_files = predict_files_of(predict_files)
         if input_length < 1 or horizon < 1 or stride < 1:
             raise ZooConfigError(
                 f"input_length, horizon and stride must be >= 1, got {input_length}, {horizon}, {stride}"
@@ -219,6 +225,13 @@ class TimeSeriesData(SplitDataModule):
                 "use more data or a smaller horizon / validation_fraction / test_fraction"
             )
         return WindowDataset(self.inputs, self.targets, times, self.input_length, self.horizon)
+
+    def predict_dataloader(self) -> DataLoader:
+        """One window per ``.csv`` file of ``predict_files`` (or per line of a ``.jsonl`` file)."""
+        collate = PredictWindowCollate(
+            self.feature_columns, self.feature_mean, self.feature_std, self.predict_max_length
+        )
+        return predict_loader(self.predict_files, None, 1, collate, windows=True)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         return ResumableDataLoader(

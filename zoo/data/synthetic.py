@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.batching import IGNORE_INDEX, PadCollate, ResumableDataLoader, loader_options
+from zoo.data.predict_inputs import predict_files_of
 from zoo.data.splits import SplitDataModule
 from zoo.data.text import TextClassificationData
 from zoo.data.tokenizers import cache_key
@@ -96,6 +97,8 @@ class CuisineMemoryData(TextClassificationData):
         pin_memory: pin batches (default: when CUDA is available).
         seed: seed of the generator (splits use ``seed``, ``seed + 1``, ``seed + 2``) and the shuffles.
         cache_dir: where the trained ``tokenizer.json`` is kept (default ``~/.cache/rnn-zoo``).
+        predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
+            ``.csv``/``.jsonl`` files with a ``text`` column, read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, num_classes, label_names (cuisine names).
@@ -115,9 +118,12 @@ class CuisineMemoryData(TextClassificationData):
         pin_memory: bool | None = None,
         seed: int = 0,
         cache_dir: str | None = None,
+        predict_files: str | list[str] | None = None,
     ) -> None:
         L.LightningDataModule.__init__(self)
-        self.save_hyperparameters()
+        # not a hyperparameter: `zoo predict` logs into the fit's run, which has the fit's value
+        self.save_hyperparameters(ignore=["predict_files"])
+        self.predict_files = predict_files_of(predict_files)
         if distance < 0 or (max_distance is not None and max_distance < distance):
             raise ValueError(f"need 0 <= distance <= max_distance, got {distance=}, {max_distance=}")
         if eval_distance is not None and eval_distance < 0:

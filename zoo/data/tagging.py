@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_options
 from zoo.data.encoding import DEFAULT_MAX_LENGTH, EncodeWords, datasets_cache, find_pad_id, tokenizer_for
+from zoo.data.predict_inputs import predict_files_of
 from zoo.data.sources import DataFiles, carve_split, check_columns, check_not_empty, load_splits
 from zoo.data.splits import SplitDataModule
 from zoo.data.text import _SPLIT_OF_STAGE, checked_encoding, padded_loader
@@ -88,6 +89,8 @@ class TokenTaggingData(SplitDataModule):
         seed: seed of the carve and the shuffles.
         cache_dir: root of the caches.
         load_kwargs: extra ``datasets.load_dataset`` arguments.
+        predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
+            ``.csv``/``.jsonl`` files with a ``text`` column, read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, num_tags, tag_names.
@@ -118,9 +121,12 @@ class TokenTaggingData(SplitDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         load_kwargs: dict[str, Any] | None = None,
+        predict_files: str | list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not a hyperparameter: `zoo predict` logs into the fit's run, which has the fit's value
+        self.save_hyperparameters(ignore=["predict_files"])
+        self.predict_files = predict_files_of(predict_files)
         check_max_length(max_length)
         check_empty_policy(empty_texts)
         splits = load_splits(

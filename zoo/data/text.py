@@ -32,6 +32,7 @@ from zoo.data.encoding import (
     flat_ids,
     tokenizer_for,
 )
+from zoo.data.predict_inputs import predict_files_of
 from zoo.data.sources import DataFiles, carve_split, check_columns, check_not_empty, load_splits
 from zoo.data.splits import SplitDataModule
 from zoo.data.tokenizers import EOS, TokenizerKind, id_space_size, require_tokens
@@ -50,7 +51,12 @@ from zoo.data.validation import (
 )
 from zoo.errors import DataValidationError, ZooConfigError
 
-_SPLIT_OF_STAGE = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+_SPLIT_OF_STAGE = {
+    "fit": ("train", "validation"),
+    "validate": ("validation",),
+    "test": ("test",),
+    "predict": (),  # predict_files are read by the predict loader, not encoded ahead
+}
 
 
 def resolve_labels(
@@ -128,6 +134,8 @@ class TextClassificationData(SplitDataModule):
         cache_dir: root of the caches (datasets, tokenizers); default ``~/.cache/rnn-zoo`` for tokenizers
             and the datasets default for data.
         load_kwargs: extra ``datasets.load_dataset`` arguments (e.g. ``{"delimiter": "\\t"}``).
+        predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
+            ``.csv``/``.jsonl`` files, the text in ``text_column``; read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, num_classes, label_names.
@@ -158,9 +166,12 @@ class TextClassificationData(SplitDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         load_kwargs: dict[str, Any] | None = None,
+        predict_files: str | list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not a hyperparameter: `zoo predict` logs into the fit's run, which has the fit's value
+        self.save_hyperparameters(ignore=["predict_files"])
+        self.predict_files = predict_files_of(predict_files)
         check_max_length(max_length)
         check_empty_policy(empty_texts)
         splits = load_splits(
@@ -362,11 +373,15 @@ class LanguageModelingData(SplitDataModule):
         seed: seed of the shuffles and the validation carve.
         cache_dir: root of the caches (see :class:`TextClassificationData`).
         load_kwargs: extra ``datasets.load_dataset`` arguments.
+        predict_files: raw inputs for ``zoo predict -c``: ``.txt`` files (one input per line) or
+            ``.csv``/``.jsonl`` files, the text in ``text_column``; read lazily.
 
     Attributes:
         tokenizer, tokenizer_path, vocab_size, pad_id, eos_id (``None`` without ``add_eos``),
         bos_id (always ``None``: streams need no start token).
     """
+
+    predict_keep_end = True  # each line of predict_files is a prompt: its last tokens lead on
 
     def __init__(
         self,
@@ -391,9 +406,12 @@ class LanguageModelingData(SplitDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         load_kwargs: dict[str, Any] | None = None,
+        predict_files: str | list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not a hyperparameter: `zoo predict` logs into the fit's run, which has the fit's value
+        self.save_hyperparameters(ignore=["predict_files"])
+        self.predict_files = predict_files_of(predict_files)
         if mode not in ("stream", "shuffled"):
             raise ValueError(f"mode must be 'stream' or 'shuffled', got {mode!r}")
         splits = load_splits(

@@ -21,7 +21,7 @@ _EXPORTS = {
     "LogModelCallback": "callbacks",
     "MLflowSaveConfigCallback": "callbacks",
     "RunInfoCallback": "callbacks",
-    "ZooModel": "predict",
+    "Predictor": "predict",
     "log_pyfunc_model": "pyfunc",
     "RegistryNameConflict": "registry",
     "register": "registry",

@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
 from zoo.nonfinite import first_nonfinite
-from zoo.tracking.predict import DEFAULT_MAX_LENGTH, TEXT_KINDS, class_path, task_kind
+from zoo.tracking.predict import DEFAULT_MAX_LENGTH, INFO_FILE, TEXT_KINDS, class_path, task_kind
 from zoo.tracking.registry import Score
 
 DATA_ATTRIBUTES = (
@@ -188,6 +188,40 @@ def data_attributes(datamodule: Any) -> dict[str, Any]:
     return found
 
 
+def predictor_info(
+    pl_module: L.LightningModule,
+    datamodule: Any,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    generation: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The metadata a :class:`~zoo.tracking.predict.Predictor` is rebuilt from (``zoo_model.json``)."""
+    import zoo
+
+    return {
+        "task_class": class_path(pl_module),
+        "kind": task_kind(pl_module),
+        "max_length": max_length,
+        "cell": cell_name(pl_module),
+        "data": data_attributes(datamodule),
+        "generation": dict(generation or {}),
+        "zoo_version": zoo.__version__,
+    }
+
+
+def write_predictor_files(
+    folder: str | Path, info: Mapping[str, Any], tokenizer: Any, config_yaml: str | None
+) -> None:
+    """Write ``zoo_model.json``, ``tokenizer.json`` and ``config.yaml`` into a checkpoint folder, so that
+    ``zoo.Predictor.from_checkpoint`` and ``zoo predict <checkpoint>`` need nothing else."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save(str(folder / "tokenizer.json"))
+    if config_yaml is not None:
+        (folder / "config.yaml").write_text(config_yaml)
+
+
 def cell_name(pl_module: L.LightningModule) -> str | None:
     """The registry name of the task's cell, from its ``encoder`` hyperparameter or module."""
     encoder = getattr(pl_module, "hparams", {}).get("encoder")
@@ -352,7 +386,17 @@ class LogModelCallback(Callback):
         return self._generate_state_key(name=self.registered_model_name, alias=self.alias)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Check the registered name before training; log run facts."""
+        """Write the predictor's files beside the checkpoints; check the registered name before training;
+        log run facts."""
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+        if folder and trainer.is_global_zero:
+            datamodule = getattr(trainer, "datamodule", None)
+            write_predictor_files(
+                folder,
+                predictor_info(pl_module, datamodule, self.max_length, self.generation),
+                _tokenizer_of(datamodule),
+                resolved_config(trainer),
+            )
         if self.run_info is not None:
             self.run_info.on_fit_start(trainer, pl_module)
         if not self.log_model:
@@ -440,22 +484,13 @@ class LogModelCallback(Callback):
     ) -> None:
         import mlflow
 
-        import zoo
         from zoo.tracking.load import using_tracking_uri
         from zoo.tracking.pyfunc import log_pyfunc_model
         from zoo.tracking.registry import register
 
-        kind = task_kind(pl_module)
         datamodule = getattr(trainer, "datamodule", None)
-        info: dict[str, Any] = {
-            "task_class": class_path(pl_module),
-            "kind": kind,
-            "max_length": self.max_length,
-            "cell": cell_name(pl_module),
-            "data": data_attributes(datamodule),
-            "generation": self.generation,
-            "zoo_version": zoo.__version__,
-        }
+        info = predictor_info(pl_module, datamodule, self.max_length, self.generation)
+        kind = info["kind"]
         tokenizer = _tokenizer_of(datamodule)
         example = self.input_example or self._example(trainer, kind, tokenizer)
         client, run_id = logger.experiment, logger.run_id

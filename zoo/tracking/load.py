@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from zoo.tracking.predict import ZooModel
+    from zoo.tracking.predict import Predictor
 
 
 @contextmanager
@@ -23,7 +23,7 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]
 
 
-def load_model(uri: str, tracking_uri: str | None = None) -> ZooModel:
+def load_model(uri: str, tracking_uri: str | None = None) -> Predictor:
     """Load a zoo model logged to MLflow, ready to ``predict`` raw inputs.
 
     Args:
@@ -33,7 +33,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> ZooModel:
             (``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``).
 
     Returns:
-        A :class:`~zoo.tracking.predict.ZooModel`: ``.predict(["raw text"])``, ``.task`` (the
+        A :class:`~zoo.tracking.predict.Predictor`: ``.predict(["raw text"])``, ``.task`` (the
         LightningModule), ``.tokenizer``, ``.config``.
 
     Example:

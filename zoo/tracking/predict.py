@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,14 @@ import torch
 from torch import Tensor
 
 from zoo.data.encoding import DEFAULT_MAX_LENGTH
+from zoo.errors import CheckpointError
 
 KINDS = ("classification", "tagging", "language_model", "forecasting")
 TEXT_KINDS = ("classification", "tagging", "language_model")
 BATCH_SIZE = 64
 GENERATION_DEFAULTS: dict[str, Any] = {"max_new_tokens": 20, "temperature": 1.0, "top_k": None, "seed": 0}
+#: The predictor's metadata, written by ``zoo fit`` beside its checkpoints and logged with MLflow models.
+INFO_FILE = "zoo_model.json"
 
 
 class PredictInputError(TypeError, ValueError):
@@ -159,7 +162,6 @@ def check_vocabulary(
     trained for other words. Both mean the tokenizer is not the one the task was trained with.
     """
     from zoo.data.tokenizers import id_space_size
-    from zoo.errors import CheckpointError
 
     expected = model_vocab_size(task)
     if expected is None:
@@ -215,9 +217,104 @@ def _accepts(function: Any, name: str) -> bool:
         return False
 
 
+def encode_texts(
+    tokenizer: Any, texts: Sequence[str], max_length: int, pad_id: int, keep_end: bool = False
+) -> dict[str, Any]:
+    """A predict batch of raw texts, built the same way by :class:`Predictor` and by the data modules'
+    ``predict_dataloader`` (so that both give the same rows).
+
+    Args:
+        tokenizer: a ``tokenizers.Tokenizer`` with padding and truncation off.
+        texts: the raw texts.
+        max_length: tokens kept per text: the first ones, or the last ones with ``keep_end`` (a prompt).
+        pad_id: the padding id.
+        keep_end: keep the last ``max_length`` tokens (language-model prompts) instead of the first.
+
+    Returns:
+        ``input_ids`` Long[B, T] and ``lengths`` Long[B] (a text with no tokens is one pad token, so that
+        every row can be run; its row is marked empty), and for formatting: ``texts``, ``token_ids`` (the
+        kept ids), ``num_tokens`` (before the cut) and ``offsets`` (character spans of the kept tokens).
+    """
+    texts = [valid_unicode(t) for t in texts]
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    cut = (lambda seq: seq[-max_length:]) if keep_end else (lambda seq: seq[:max_length])
+    token_ids = [list(cut(e.ids)) for e in encodings]
+    batch: dict[str, Any] = {
+        "texts": list(texts),
+        "token_ids": token_ids,
+        "num_tokens": [len(e.ids) for e in encodings],
+        "offsets": [list(cut(e.offsets)) for e in encodings],
+    }
+    if token_ids:
+        batch["input_ids"], batch["lengths"] = _pad([ids or [pad_id] for ids in token_ids], pad_id)
+    return batch
+
+
+def prepare_window(
+    window: Any,
+    num_features: int | None,
+    max_length: int,
+    mean: Any = None,
+    std: Any = None,
+    columns: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A raw forecasting window (rows = time steps, columns = features) as the model reads it: float32,
+    its last ``max_length`` rows, standardised with the training statistics ``mean``/``std``. A DataFrame
+    that has all the training feature ``columns`` is read by their names, any other by position.
+
+    Raises:
+        PredictInputError: the window is not a table of numbers with ``num_features`` columns, or holds
+            NaN or infinite values.
+    """
+    values = window.to_numpy() if isinstance(window, pd.DataFrame) else np.asarray(window)
+    if isinstance(window, pd.DataFrame) and columns and set(columns) <= set(window.columns):
+        values = window[list(columns)].to_numpy()  # by name when it has the training columns
+    num_features = num_features or (values.shape[-1] if values.ndim else 1)
+    if values.ndim == 1 and num_features == 1:
+        values = values.reshape(-1, 1)
+    if values.ndim != 2 or values.shape[1] != num_features or values.shape[0] == 0:
+        raise PredictInputError(
+            f"a forecasting window is a table of time steps x {num_features} features; got shape "
+            f"{values.shape}"
+        )
+    try:
+        values = values.astype(np.float32)
+    except (TypeError, ValueError) as err:
+        raise PredictInputError(f"a forecasting window must hold numbers only ({err})") from err
+    if not np.isfinite(values).all():
+        raise PredictInputError("a forecasting window must not contain NaN or infinite values")
+    values = values[-max_length:]
+    # the data module standardised the inputs with train statistics: do the same to raw windows
+    if mean is not None and std is not None:
+        values = (values - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return values
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _find_checkpoint(folder: Path) -> Path:
+    """The checkpoint to read from a checkpoint folder: its best one, else ``last.ckpt``."""
+    from zoo.checkpoint import newest_checkpoint
+
+    found = newest_checkpoint(folder, "best") or newest_checkpoint(folder, "last")
+    if found is None:
+        raise CheckpointError(
+            f"{folder} holds no .ckpt file. Give a checkpoint written by `zoo fit` (its folder is printed "
+            "at the end of the fit as 'Checkpoints: ...') or a model URI."
+        )
+    return found
+
+
 @dataclass
-class ZooModel:
-    """A trained task with its tokenizer, taking raw inputs (see the module docstring for the formats).
+class Predictor:
+    """A trained task with its tokenizer: raw inputs in, JSON-ready predictions out.
+
+    The one inference object of the zoo: ``zoo.load_model`` returns it, the MLflow pyfunc model wraps it,
+    and ``zoo predict`` (both forms) formats its rows with it. Build it with :meth:`from_checkpoint` (a
+    ``zoo fit`` checkpoint, no MLflow needed) or :meth:`from_model_uri` (a logged or registered model).
 
     Attributes:
         task: the task ``LightningModule``, on CPU in eval mode.
@@ -225,6 +322,13 @@ class ZooModel:
         tokenizer: the ``tokenizers.Tokenizer`` the task was trained with (``None`` for series).
         info: the model's metadata (task class, kind, ``max_length``, data attributes, generation defaults).
         config: the resolved training config (YAML text) when the run had one.
+        batch_size: texts per ``predict_step`` call.
+
+    Example:
+        >>> folder = "runs/quickstart/checkpoints/version_0"
+        >>> predictor = zoo.Predictor.from_checkpoint(folder)  # doctest: +SKIP
+        >>> predictor.predict(["the chef stirred the pot"])  # doctest: +SKIP
+        [{'label': 'italian', 'probabilities': {...}, 'num_tokens': 5, 'truncated': False}]
     """
 
     task: Any
@@ -232,6 +336,7 @@ class ZooModel:
     tokenizer: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     config: str | None = None
+    batch_size: int = BATCH_SIZE
 
     @classmethod
     def from_files(
@@ -240,7 +345,7 @@ class ZooModel:
         info: Mapping[str, Any] | str | Path,
         tokenizer: str | Path | None = None,
         config: str | Path | None = None,
-    ) -> ZooModel:
+    ) -> Predictor:
         """Rebuild from a checkpoint, the metadata (dict or JSON file), a ``tokenizer.json`` and a config."""
         from zoo.checkpoint import read_checkpoint
 
@@ -259,6 +364,61 @@ class ZooModel:
             check_vocabulary(task, tok, f"checkpoint {checkpoint}", f"tokenizer {tokenizer}")
         text = Path(config).read_text() if config is not None and Path(config).exists() else None
         return cls(task=task, kind=meta.get("kind") or task_kind(task), tokenizer=tok, info=meta, config=text)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, tokenizer: str | Path | None = None) -> Predictor:
+        """Load a ``zoo fit`` checkpoint (a ``.ckpt`` file, or its folder: the best checkpoint there).
+
+        ``zoo fit`` writes :data:`INFO_FILE` and ``tokenizer.json`` beside its checkpoints, so the folder
+        is all a predictor needs.
+
+        Args:
+            path: a ``.ckpt`` file, or a checkpoint folder.
+            tokenizer: a ``tokenizer.json`` to use instead of the one beside the checkpoint.
+
+        Raises:
+            CheckpointError: the file is not a readable zoo checkpoint, or the folder lacks the metadata.
+        """
+        file = Path(path)
+        if file.is_dir():
+            file = _find_checkpoint(file)
+        folder = file.parent
+        info = folder / INFO_FILE
+        if not info.is_file():
+            from zoo.checkpoint import read_checkpoint
+
+            read_checkpoint(file, need_hparams=True)  # a file that is no checkpoint at all says so first
+            raise CheckpointError(
+                f"{folder} has no {INFO_FILE} beside checkpoint {file.name}, so it is not a zoo checkpoint "
+                "folder (`zoo fit` writes the file with the checkpoints). Train with `zoo fit`, or load "
+                "the model from MLflow: zoo.Predictor.from_model_uri('runs:/<run_id>/model')."
+            )
+        tok = Path(tokenizer) if tokenizer is not None else folder / "tokenizer.json"
+        if tokenizer is not None and not tok.is_file():
+            raise CheckpointError(f"tokenizer file not found: {tok}. Give the path of a tokenizer.json.")
+        return cls.from_files(file, info, tokenizer=tok, config=folder / "config.yaml")
+
+    @classmethod
+    def from_model_uri(cls, uri: str, tracking_uri: str | None = None) -> Predictor:
+        """Load a model logged to MLflow: ``runs:/<run_id>/model``, ``models:/<name>@<alias>`` (or
+        ``models:/<name>/<version>``), or a local model directory. See :func:`zoo.load_model`."""
+        from zoo.tracking.load import load_model
+
+        return load_model(uri, tracking_uri=tracking_uri)
+
+    @classmethod
+    def from_module(cls, task: Any, datamodule: Any, max_length: int | None = None) -> Predictor:
+        """A predictor of a task being trained or evaluated, with its data module's tokenizer and sizes
+        (what ``zoo predict -c recipe`` formats its rows with)."""
+        from zoo.tracking.callbacks import data_attributes
+
+        info = {
+            "task_class": class_path(task),
+            "kind": task_kind(task),
+            "max_length": max_length or getattr(datamodule, "max_length", None) or DEFAULT_MAX_LENGTH,
+            "data": data_attributes(datamodule),
+        }
+        return cls(task, str(info["kind"]), getattr(datamodule, "tokenizer", None), info)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -290,80 +450,102 @@ class ZooModel:
         return default if value is None else value
 
     def predict(self, inputs: Any, **options: Any) -> list[dict[str, Any]]:
-        """Predict from raw inputs; ``options`` are generation settings for language models."""
-        with torch.inference_mode():
-            if self.kind == "forecasting":
-                return self._forecast(inputs)
-            texts = as_texts(inputs)
-            if not texts:
+        """Predict from raw inputs (see the module docstring for each kind's input and output).
+
+        Args:
+            inputs: texts (a string, list, Series or one-column DataFrame), or one forecasting window.
+            **options: language models only: ``max_new_tokens``, ``temperature``, ``top_k``, ``seed``.
+        """
+        if self.kind == "forecasting":
+            if options:
+                raise PredictInputError(f"a forecaster takes no options; got {sorted(options)}")
+            empty_list = isinstance(inputs, (list, tuple)) and len(inputs) == 0
+            if empty_list or (isinstance(inputs, (pd.DataFrame, np.ndarray)) and inputs.size == 0):
                 return []
-            if self.kind == "classification":
-                return self._classify(texts)
-            if self.kind == "tagging":
-                return self._tag(texts)
-            return self._generate(texts, options)
+            forecast: list[dict[str, Any]] = self.predict_rows([inputs])[0]["forecast"]
+            return forecast
+        return self.predict_rows(as_texts(inputs), **options)
 
-    def _encode(self, texts: list[str]) -> list[Any]:
-        return list(self.tokenizer.encode_batch(texts, add_special_tokens=False))
+    def predict_rows(self, inputs: Sequence[Any], **options: Any) -> list[dict[str, Any]]:
+        """One JSON-ready row per input: texts, or windows for a forecaster (``{"forecast": [...]}``)."""
+        rows: list[dict[str, Any]] = []
+        with torch.inference_mode():
+            # windows may differ in length: a forecaster runs them one at a time
+            size = 1 if self.kind == "forecasting" else self.batch_size
+            for chunk in _chunks(inputs, size):
+                batch = self.encode(chunk)
+                output = None if self.kind == "language_model" else self.task.predict_step(batch, 0)
+                rows.extend(self.rows(batch, output, **options))
+        return rows
 
-    def _run_batches(self, rows: list[list[int]]) -> list[Any]:
-        """``predict_step`` over padded chunks; returns the output of each chunk."""
-        pad_id = int(self.attr("pad_id", 0))
-        outputs = []
-        for start in range(0, len(rows), BATCH_SIZE):
-            ids, lengths = _pad(rows[start : start + BATCH_SIZE], pad_id)
-            outputs.append(
-                self.task.predict_step({"input_ids": ids, "lengths": lengths}, start // BATCH_SIZE)
+    def encode(self, inputs: Sequence[Any]) -> dict[str, Any]:
+        """A predict batch of raw inputs: :func:`encode_texts`, or stacked :func:`prepare_window` windows."""
+        if self.kind != "forecasting":
+            return encode_texts(
+                self.tokenizer,
+                list(inputs),
+                self.max_length,
+                int(self.attr("pad_id", 0)),
+                keep_end=self.kind == "language_model",
             )
-        return outputs
+        windows = [
+            prepare_window(
+                w,
+                self.attr("num_features"),
+                self.max_length,
+                self.attr("feature_mean"),
+                self.attr("feature_std"),
+                self.attr("feature_columns"),
+            )
+            for w in inputs
+        ]
+        return {"inputs": torch.from_numpy(np.stack(windows))}
+
+    def rows(self, batch: Mapping[str, Any], output: Any, **options: Any) -> list[dict[str, Any]]:
+        """Format one predict batch (from :meth:`encode` or a data module's ``predict_dataloader``) and the
+        task's ``predict_step`` output on it as JSON-ready rows. Language models generate here instead."""
+        if self.kind == "classification":
+            return self._classify(batch, output)
+        if self.kind == "tagging":
+            return self._tag(batch, output)
+        if self.kind == "language_model":
+            return self._generate(batch, options)
+        return [{"forecast": steps} for steps in self._forecast(output)]
 
     def _names(self, attr: str, count: int) -> list[str]:
         names = self.attr(attr)
         return [str(n) for n in names] if names else [str(i) for i in range(count)]
 
-    def _classify(self, texts: list[str]) -> list[dict[str, Any]]:
-        limit = self.max_length
-        encodings = self._encode(texts)
-        results: list[dict[str, Any]] = [
-            {"label": None, "probabilities": {}, "num_tokens": 0, "truncated": False} for _ in texts
-        ]
-        keep = [i for i, e in enumerate(encodings) if e.ids]
-        if not keep:
-            return results
-        probs_parts = []
-        for output in self._run_batches([encodings[i].ids[:limit] for i in keep]):
-            probs = _probabilities(output)
-            if probs is None:
-                raise TypeError(
-                    f"{type(self.task).__name__}.predict_step returned {type(output).__name__}; expected "
-                    "logits [B, C] or a dict with 'probabilities' or 'logits'"
-                )
-            probs_parts.append(probs)
-        probs = torch.cat(probs_parts)
+    def _classify(self, batch: Mapping[str, Any], output: Any) -> list[dict[str, Any]]:
+        probs = _probabilities(output)
+        if probs is None:
+            raise TypeError(
+                f"{type(self.task).__name__}.predict_step returned {type(output).__name__}; expected "
+                "logits [B, C] or a dict with 'probabilities' or 'logits'"
+            )
+        probs = probs.cpu()
         names = self._names("label_names", probs.shape[-1])
-        for row, i in enumerate(keep):
-            p = probs[row].tolist()
-            results[i] = {
-                "label": names[int(probs[row].argmax())],
-                "probabilities": dict(zip(names, p, strict=True)),
-                "num_tokens": min(len(encodings[i].ids), limit),
-                "truncated": len(encodings[i].ids) > limit,
-            }
+        limit = self.max_length
+        results: list[dict[str, Any]] = []
+        for row, (ids, count) in enumerate(zip(batch["token_ids"], batch["num_tokens"], strict=True)):
+            if not ids:
+                results.append({"label": None, "probabilities": {}, "num_tokens": 0, "truncated": False})
+                continue
+            results.append(
+                {
+                    "label": names[int(probs[row].argmax())],
+                    "probabilities": dict(zip(names, probs[row].tolist(), strict=True)),
+                    "num_tokens": len(ids),
+                    "truncated": count > limit,
+                }
+            )
         return results
 
-    def _tag(self, texts: list[str]) -> list[dict[str, Any]]:
-        limit = self.max_length
-        encodings = self._encode(texts)
-        results: list[dict[str, Any]] = [{"words": [], "tags": [], "truncated": False} for _ in texts]
-        keep = [i for i, e in enumerate(encodings) if e.ids]
-        if not keep:
-            return results
-        tag_rows: list[list[int]] = []
-        for output in self._run_batches([encodings[i].ids[:limit] for i in keep]):
-            tags = _pick(output, ("tags", "preds", "predictions"))
-            if isinstance(tags, list) or (isinstance(tags, Tensor) and not tags.is_floating_point()):
-                tag_rows.extend(tags.tolist() if isinstance(tags, Tensor) else tags)
-                continue
+    def _tag(self, batch: Mapping[str, Any], output: Any) -> list[dict[str, Any]]:
+        tags = _pick(output, ("tags", "preds", "predictions"))
+        if isinstance(tags, list) or (isinstance(tags, Tensor) and not tags.is_floating_point()):
+            tag_rows = tags.tolist() if isinstance(tags, Tensor) else tags
+        else:
             probs = _probabilities(output)
             if probs is None:
                 raise TypeError(
@@ -371,91 +553,73 @@ class ZooModel:
                     "tag logits [B, T, K], integer tags [B, T], or a dict with 'tags', 'probabilities' "
                     "or 'logits'"
                 )
-            tag_rows.extend(probs.argmax(-1).tolist())
-        names = self._names("tag_names", int(self.attr("num_tags", 0)) or 1 + max(max(r) for r in tag_rows))
-        for row, i in enumerate(keep):
-            enc, text = encodings[i], texts[i]
-            n = min(len(enc.ids), limit)
-            results[i] = {
-                "words": [text[s:e] for s, e in enc.offsets[:n]],
-                "tags": [names[t] for t in tag_rows[row][:n]],
-                "truncated": len(enc.ids) > limit,
-            }
+            tag_rows = probs.argmax(-1).tolist()
+        names = self._names(
+            "tag_names",
+            int(self.attr("num_tags", 0)) or 1 + max((max(r, default=0) for r in tag_rows), default=0),
+        )
+        results: list[dict[str, Any]] = []
+        for row, text in enumerate(batch["texts"]):
+            ids, spans = batch["token_ids"][row], batch["offsets"][row]
+            results.append(
+                {
+                    "words": [text[s:e] for s, e in spans] if ids else [],
+                    "tags": [names[int(t)] for t in tag_rows[row][: len(ids)]] if ids else [],
+                    "truncated": batch["num_tokens"][row] > self.max_length,
+                }
+            )
         return results
 
-    def _generate(self, texts: list[str], options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _generate(self, batch: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict[str, Any]]:
         unknown = set(options) - set(GENERATION_DEFAULTS)
         if unknown:
             raise PredictInputError(
                 f"unknown generation options {sorted(unknown)}; valid: {sorted(GENERATION_DEFAULTS)}"
             )
         settings = {**GENERATION_DEFAULTS, **(self.info.get("generation") or {}), **options}
-        limit = self.max_length
         bos = self.attr("bos_id")
         eos = self.attr("eos_id")
         stop = {"eos_id": int(eos)} if eos is not None and _accepts(self.task.generate, "eos_id") else {}
         results = []
-        for text in texts:
-            ids = list(self.tokenizer.encode(text, add_special_tokens=False).ids)
-            truncated = len(ids) > limit
-            prompt = ids[-limit:] if ids else ([int(bos)] if bos is not None else [])
-            new: list[int] = []
-            if prompt:
-                out = self.task.generate(
-                    prompt,
-                    max_new_tokens=int(settings["max_new_tokens"]),
-                    temperature=float(settings["temperature"]),
-                    top_k=None if settings["top_k"] is None else int(settings["top_k"]),
-                    seed=None if settings["seed"] is None else int(settings["seed"]),
-                    **stop,
+        with torch.inference_mode():
+            for text, ids, count in zip(batch["texts"], batch["token_ids"], batch["num_tokens"], strict=True):
+                prompt = list(ids) if ids else ([int(bos)] if bos is not None else [])
+                new: list[int] = []
+                if prompt:
+                    out = self.task.generate(
+                        prompt,
+                        max_new_tokens=int(settings["max_new_tokens"]),
+                        temperature=float(settings["temperature"]),
+                        top_k=None if settings["top_k"] is None else int(settings["top_k"]),
+                        seed=None if settings["seed"] is None else int(settings["seed"]),
+                        **stop,
+                    )
+                    new = [int(t) for t in (out.tolist() if isinstance(out, Tensor) else out)]
+                    if len(new) > int(settings["max_new_tokens"]) and new[: len(prompt)] == prompt:
+                        new = new[len(prompt) :]  # a generate() that returns the prompt too
+                results.append(
+                    {
+                        "prompt": text,
+                        "continuation": self.tokenizer.decode(new),
+                        "truncated": count > self.max_length,
+                    }
                 )
-                new = [int(t) for t in (out.tolist() if isinstance(out, Tensor) else out)]
-                if len(new) > int(settings["max_new_tokens"]) and new[: len(prompt)] == prompt:
-                    new = new[len(prompt) :]  # a generate() that returns the prompt too
-            results.append(
-                {"prompt": text, "continuation": self.tokenizer.decode(new), "truncated": truncated}
-            )
         return results
 
-    def _forecast(self, window: Any) -> list[dict[str, Any]]:
-        if isinstance(window, pd.DataFrame):
-            values = window.to_numpy()
-        elif isinstance(window, (list, tuple)) and len(window) == 0:
-            return []
-        else:
-            values = np.asarray(window)
-        if values.size == 0:
-            return []
-        num_features = int(self.attr("num_features", values.shape[-1] if values.ndim else 1))
-        if values.ndim == 1 and num_features == 1:
-            values = values.reshape(-1, 1)
-        if values.ndim != 2 or values.shape[1] != num_features:
-            raise PredictInputError(
-                f"a forecasting window is a table of time steps x {num_features} features; got shape "
-                f"{values.shape}"
-            )
-        try:
-            values = values.astype(np.float32)
-        except (TypeError, ValueError) as err:
-            raise PredictInputError(f"a forecasting window must hold numbers only ({err})") from err
-        if not np.isfinite(values).all():
-            raise PredictInputError("a forecasting window must not contain NaN or infinite values")
-        values = values[-self.max_length :]
-        # the data module standardised the inputs with train statistics: do the same to raw windows
-        mean, std = self.attr("feature_mean"), self.attr("feature_std")
-        if mean is not None and std is not None:
-            values = (values - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-        output = self.task.predict_step({"inputs": torch.from_numpy(values).unsqueeze(0)}, 0)
+    def _forecast(self, output: Any) -> list[list[dict[str, Any]]]:
         forecast = _pick(output, ("forecast", "forecasts", "predictions", "preds"))
         if not isinstance(forecast, Tensor):
             raise TypeError(
                 f"{type(self.task).__name__}.predict_step returned {type(output).__name__}; expected a "
                 "forecast tensor [B, horizon, targets] in original units or a dict with 'forecast'"
             )
-        steps = forecast.detach().float()[0]
-        steps = steps.reshape(steps.shape[0], -1)
-        names = self.attr("target_columns") or [f"target_{i}" for i in range(steps.shape[1])]
+        values = forecast.detach().float().cpu()
+        values = values.reshape(values.shape[0], values.shape[1], -1)
+        names = self.attr("target_columns") or [f"target_{i}" for i in range(values.shape[2])]
         return [
-            {"step": t + 1, **{str(n): float(v) for n, v in zip(names, row, strict=True)}}
-            for t, row in enumerate(steps.tolist())
+            [
+                {"step": t + 1, **{str(n): float(v) for n, v in zip(names, row, strict=True)}}
+                for t, row in enumerate(window.tolist())
+            ]
+            for window in values
         ]

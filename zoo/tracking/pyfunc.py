@@ -19,7 +19,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc.model import PythonModel
 
 import zoo
-from zoo.tracking.predict import TEXT_KINDS, PredictInputError, ZooModel
+from zoo.tracking.predict import TEXT_KINDS, PredictInputError, Predictor
 
 ARTIFACTS = ("checkpoint", "zoo_model", "tokenizer", "config")
 
@@ -31,12 +31,12 @@ MODEL_CODE = {
 
 
 class _ZooPythonModel(PythonModel):
-    model: ZooModel
+    model: Predictor
 
     def load_context(self, context: Any) -> None:
         """Rebuild the task from the model's artifacts."""
         artifacts = context.artifacts
-        self.model = ZooModel.from_files(
+        self.model = Predictor.from_files(
             artifacts["checkpoint"],
             artifacts["zoo_model"],
             tokenizer=artifacts.get("tokenizer"),
@@ -44,7 +44,7 @@ class _ZooPythonModel(PythonModel):
         )
 
     def _predict(self, inputs: Any, options: dict[str, Any]) -> Any:
-        """``ZooModel.predict``, with input it cannot take as MLflow's invalid-parameter error, which the
+        """``Predictor.predict``, with input it cannot take as MLflow's invalid-parameter error, which the
         scoring server answers with 400 and the message only (any other error carries a stack trace)."""
         try:
             return self.model.predict(inputs, **options)
