@@ -79,3 +79,15 @@ def test_inline_config_text_is_left_to_jsonargparse() -> None:
         "-c",
         "{trainer: {max_epochs: 1}}",
     ]
+
+
+@pytest.mark.parametrize("name", ["classify/csv", "tag/conllu", "lm/text", "forecast/csv"])
+def test_a_generic_recipe_without_its_file_asks_for_data_files(zoo_main, name: str, tmp_path: Path) -> None:
+    result = zoo_main("fit", "-c", name)
+    assert result.returncode == 2, result.output
+    first = next(line for line in result.stderr.splitlines() if line.startswith("zoo: error:"))
+    assert (
+        first.startswith("zoo: error: path=")
+        and "no data_files were given: pass --data.data_files FILE" in first
+    )
+    assert not (tmp_path / "mlflow.db").exists()

@@ -152,6 +152,14 @@ def split_files(
     return ours
 
 
+def _check_data_files(path: str, data_files: DataFiles | None) -> None:
+    if path in (*_FILE_BUILDERS, "conllu") and data_files is None:
+        raise ZooConfigError(
+            f"path={path!r} reads local files but no data_files were given: pass --data.data_files FILE, or "
+            "a dict of split to file ('{train: a.csv, validation: b.csv}')"
+        )
+
+
 def _load_builder(
     path: str,
     name: str | None,
@@ -160,11 +168,7 @@ def _load_builder(
     load_kwargs: dict[str, Any],
 ) -> datasets.DatasetDict:
     """``datasets.load_dataset`` with its errors turned into what to fix."""
-    if path in _FILE_BUILDERS and data_files is None:
-        raise ZooConfigError(
-            f"path={path!r} reads local files but no data_files were given: pass --data.data_files FILE, or "
-            "a dict of split to file ('{train: a.csv, validation: b.csv}')"
-        )
+    _check_data_files(path, data_files)
     if path == "text":
         # the text builder keeps a byte-order mark as the first character of the first line
         load_kwargs.setdefault("encoding", "utf-8-sig")
@@ -271,10 +275,7 @@ def load_splits(
         ZooConfigError: no train split, or an unknown split in ``split_map``.
     """
     if path == "conllu":
-        if data_files is None:
-            raise ZooConfigError(
-                "path='conllu' needs data_files (a file, a list, or a dict of split -> files)"
-            )
+        _check_data_files(path, data_files)
         raw = datasets.DatasetDict()
         for split, files in _files_by_split(data_files).items():
             try:
