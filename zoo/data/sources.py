@@ -276,6 +276,7 @@ def load_splits(
     """
     if path == "conllu":
         _check_data_files(path, data_files)
+        assert data_files is not None  # for mypy: checked just above
         raw = datasets.DatasetDict()
         for split, files in _files_by_split(data_files).items():
             try:
