@@ -952,12 +952,50 @@ def recipe_purpose(path: Path) -> str:
 
 
 def find_recipe(name: str) -> Path:
-    """The file of recipe ``name``; an unknown name raises ``ZooConfigError`` listing the valid ones."""
+    """The file of recipe ``name`` (``quickstart``, ``lm/ptb-gru``; a ``recipes/`` prefix and a ``.yaml``
+    suffix are allowed); an unknown name raises ``ZooConfigError`` listing the valid ones."""
     recipes = list_recipes()
-    key = name.removesuffix(".yaml")
+    key = name.removeprefix("recipes/").removesuffix(".yaml")
     if key not in recipes:
-        raise ZooConfigError(f"unknown recipe {name!r}. Valid recipes: {', '.join(recipes)}.")
+        import difflib
+
+        close = difflib.get_close_matches(key, list(recipes), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise ZooConfigError(
+            f"unknown recipe {name!r}, and no file of that name.{hint} Valid recipes: {', '.join(recipes)} "
+            "(`zoo recipes` describes them); or give the path of a YAML file."
+        )
     return recipes[key]
+
+
+def _is_inline_config(value: str) -> bool:
+    """jsonargparse also takes a config's text after ``-c`` (``-c '{trainer: {max_epochs: 1}}'``)."""
+    return "\n" in value or ":" in value.split("/")[0] or value.lstrip().startswith(("{", "["))
+
+
+def resolve_recipe_names(args: list[str]) -> list[str]:
+    """``args`` with every ``-c``/``--config`` value that is not an existing file replaced by the file of
+    the bundled recipe of that name (``zoo fit -c quickstart``, ``-c classify/sst2-gru``).
+
+    A path that exists always wins, and inline config text is left to jsonargparse. A value that is
+    neither raises ``ZooConfigError`` listing the valid recipe names (with the closest ones first).
+    """
+    out = list(args)
+    for i, arg in enumerate(out):
+        flag, eq, value = arg.partition("=")
+        if flag not in ("-c", "--config"):
+            continue
+        if eq:
+            out[i] = f"{flag}={_recipe_or_file(value)}"
+        elif i + 1 < len(out):
+            out[i + 1] = _recipe_or_file(out[i + 1])
+    return out
+
+
+def _recipe_or_file(value: str) -> str:
+    if Path(value).expanduser().exists() or _is_inline_config(value):
+        return value
+    return str(find_recipe(value))
 
 
 def _recipes_command(args: list[str]) -> int:
@@ -972,7 +1010,7 @@ def _recipes_command(args: list[str]) -> int:
         width = max((len(n) for n in recipes), default=0)
         for name, path in recipes.items():
             print(f"{name:{width}s}  {recipe_purpose(path)}")
-        print('\nRun one with: zoo fit -c "$(zoo recipes path NAME)"')
+        print("\nRun one with: zoo fit -c NAME (a file path works too)")
         return 0
     if ns.name is None:
         parser.error(f"`zoo recipes {ns.action}` needs a recipe NAME (see `zoo recipes`)")
@@ -1031,6 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         if print_linked:
             args.remove("--print_config")
         if args[:1] in (["fit"], ["validate"], ["test"], ["predict"]):
+            args = resolve_recipe_names(args)
             tune_malloc_for_training()  # CPU: reuse large per-step buffers instead of page-faulting them
         # LightningCLI reads sys.argv, and under DDP Lightning's launcher re-runs sys.argv for every other
         # rank: it must hold the whole command (cut to the program name, rank 1 got no subcommand).

@@ -76,3 +76,39 @@ def shared_data() -> Path | None:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+#: The generic local-data recipes and the kind of file each reads with ``--data.data_files``.
+GENERIC_RECIPES = {"classify/csv": "csv", "tag/conllu": "conllu", "lm/text": "txt", "forecast/csv": "series"}
+
+
+def write_tiny_data(kind: str, folder: Path) -> Path:
+    """A small file of ``kind`` (``csv``: text,label; ``conllu``; ``txt``; ``series``: numeric CSV) in
+    ``folder``, large enough for a generic recipe's splits and batches; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["good", "fine", "great", "bad", "poor", "awful"]
+    if kind == "csv":
+        path = folder / "reviews.csv"
+        rows = [f"{words[i % 6]} film number {i},{'pos' if i % 6 < 3 else 'neg'}" for i in range(60)]
+        path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    elif kind == "conllu":
+        path = folder / "tagged.conllu"
+        tags = {"the": "DET", "cat": "NOUN", "dog": "NOUN", "sat": "VERB", "ran": "VERB", ".": "PUNCT"}
+        sentences = []
+        for i in range(30):
+            sent = ["the", "cat" if i % 2 else "dog", "sat" if i % 3 else "ran", "."]
+            lines = [f"{j}\t{w}\t{w}\t{tags[w]}\t_\t_\t0\t_\t_\t_" for j, w in enumerate(sent, start=1)]
+            sentences.append(f"# sent_id = {i}\n" + "\n".join(lines) + "\n")
+        path.write_text("\n".join(sentences) + "\n")
+    elif kind == "txt":
+        path = folder / "corpus.txt"
+        path.write_text("\n".join(f"the {words[i % 6]} cat sat on mat {i % 7}" for i in range(200)) + "\n")
+    elif kind == "series":
+        import math
+
+        path = folder / "series.csv"
+        rows = [f"{t},{math.sin(t / 5):.4f},{math.cos(t / 7):.4f}" for t in range(300)]
+        path.write_text("t,x,y\n" + "\n".join(rows) + "\n")
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    return path

@@ -68,10 +68,14 @@ def test_wheel_ships_the_recipes_and_runs_the_quickstart(tmp_path: Path) -> None
     assert recipe.is_file() and recipe.is_relative_to(site / "zoo" / "recipes"), recipe
     forecast = Path(_run([zoo, "recipes", "path", "forecast/sunspots-gru"], tmp_path, env).stdout.strip())
     assert (forecast.parent / "sunspots_monthly.csv").is_file()
+    for generic in ("classify/csv", "tag/conllu", "lm/text", "forecast/csv"):
+        shipped = Path(_run([zoo, "recipes", "path", generic], tmp_path, env).stdout.strip())
+        assert shipped.is_relative_to(site / "zoo" / "recipes") and shipped.is_file(), generic
 
     has_tasks = _run([str(python), "-c", "import zoo.tasks, zoo.data"], tmp_path, env)
     if has_tasks.returncode != 0:
         pytest.skip("the wheel has no zoo.tasks / zoo.data yet: the quickstart cannot run from it")
-    fit = _run([zoo, "fit", "-c", str(recipe), "--trainer.fast_dev_run", "true",
+    # by name, from a folder without a `recipes` directory: resolved inside the installed package
+    fit = _run([zoo, "fit", "-c", "quickstart", "--trainer.fast_dev_run", "true",
                 "--trainer.enable_progress_bar", "false"], tmp_path, env)  # fmt: skip
     assert fit.returncode == 0, fit.stdout[-2000:] + fit.stderr[-4000:]

@@ -22,6 +22,9 @@ STANDARD_SPLITS = ("train", "validation", "test")
 # Names that datasets on the hub and in the wild use for the same three splits.
 _SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation", "eval": "validation"}
 
+#: ``datasets`` builders that read local files named by ``data_files``.
+_FILE_BUILDERS = ("csv", "json", "parquet", "text", "arrow")
+
 DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 
 
@@ -149,6 +152,14 @@ def split_files(
     return ours
 
 
+def _check_data_files(path: str, data_files: DataFiles | None) -> None:
+    if path in (*_FILE_BUILDERS, "conllu") and data_files is None:
+        raise ZooConfigError(
+            f"path={path!r} reads local files but no data_files were given: pass --data.data_files FILE, or "
+            "a dict of split to file ('{train: a.csv, validation: b.csv}')"
+        )
+
+
 def _load_builder(
     path: str,
     name: str | None,
@@ -157,11 +168,14 @@ def _load_builder(
     load_kwargs: dict[str, Any],
 ) -> datasets.DatasetDict:
     """``datasets.load_dataset`` with its errors turned into what to fix."""
+    _check_data_files(path, data_files)
     if path == "text":
         # the text builder keeps a byte-order mark as the first character of the first line
         load_kwargs.setdefault("encoding", "utf-8-sig")
     try:
         loaded = datasets.load_dataset(path, name, data_files=data_files, cache_dir=cache_dir, **load_kwargs)
+    except ConnectionError as err:
+        raise _hub_unavailable(path, name, cache_dir) from err
     except datasets.exceptions.DatasetGenerationError as err:
         files = _files_by_split(data_files) if data_files is not None else {}
         raise explain_load_failure(err, path, files, load_kwargs, cache_dir) from err
@@ -175,6 +189,26 @@ def _load_builder(
     if not isinstance(loaded, datasets.DatasetDict):
         raise TypeError(f"expected a DatasetDict from load_dataset({path!r}), got {type(loaded).__name__}")
     return loaded
+
+
+def _hub_unavailable(path: str, name: str | None, cache_dir: str | None) -> ZooConfigError:
+    """What to do when ``datasets`` can neither reach the hub nor find ``path`` in its cache."""
+    from zoo.data.tokenizers import hub_offline
+
+    what = f"{path!r}" + (f" (configuration {name!r})" if name else "")
+    cache = cache_dir or datasets.config.HF_DATASETS_CACHE
+    get_it = (
+        "run the command once with network access so that datasets caches it, or download the files and "
+        "pass them with --data.path csv|json|parquet|text --data.data_files FILE"
+    )
+    if hub_offline():
+        return ZooConfigError(
+            f"dataset {what} is not in the datasets cache {cache} and HF_HUB_OFFLINE is set: {get_it}"
+        )
+    return ZooConfigError(
+        f"dataset {what} could not be fetched from the Hugging Face hub and is not in the datasets cache "
+        f"{cache}: check the name and the network, or {get_it}"
+    )
 
 
 def carve_split(
@@ -241,10 +275,8 @@ def load_splits(
         ZooConfigError: no train split, or an unknown split in ``split_map``.
     """
     if path == "conllu":
-        if data_files is None:
-            raise ZooConfigError(
-                "path='conllu' needs data_files (a file, a list, or a dict of split -> files)"
-            )
+        _check_data_files(path, data_files)
+        assert data_files is not None  # for mypy: checked just above
         raw = datasets.DatasetDict()
         for split, files in _files_by_split(data_files).items():
             try:

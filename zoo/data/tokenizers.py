@@ -21,7 +21,7 @@ from typing import Literal
 from filelock import FileLock
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from zoo.errors import DataValidationError
+from zoo.errors import DataValidationError, ZooConfigError
 
 TokenizerKind = Literal["word", "bpe", "char"]
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -157,29 +157,58 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     return plain(Tokenizer.from_file(str(p)))
 
 
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set (read now, not when ``huggingface_hub`` was imported)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is None:
+        return bool(constants.HF_HUB_OFFLINE)
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
 def load_pretrained_tokenizer(name: str, revision: str = "main") -> Tokenizer:
-    """``Tokenizer.from_pretrained(name)`` for a hub model's fast tokenizer, or a local ``tokenizer.json``.
+    """A hub model's fast tokenizer (its ``tokenizer.json``), or a local ``tokenizer.json`` or folder.
+
+    Hub files follow the Hugging Face convention: they are fetched into, and read from, the Hugging Face
+    cache (``HF_HUB_CACHE``, by default ``~/.cache/huggingface/hub``). With ``HF_HUB_OFFLINE=1`` a tokenizer
+    already there is loaded without touching the network; only a missing one is an error.
 
     Raises:
-        RuntimeError: the hub cannot be reached or the name is unknown, with what to do about it.
+        ZooConfigError: offline and not cached, the repository has no ``tokenizer.json``, or the hub cannot
+            be reached or does not know the name; the message says how to get the file.
     """
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
     p = Path(name).expanduser()
     if p.is_file() or p.suffix == ".json":
         return load_tokenizer(p)
     if (p / "tokenizer.json").is_file():
         return load_tokenizer(p / "tokenizer.json")
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
-    if offline:
-        raise RuntimeError(
-            f"cannot fetch tokenizer {name!r}: HF_HUB_OFFLINE is set. Unset it, or pass the path of a local "
-            "tokenizer.json instead"
+    get_it = (
+        f"run once with network access (without HF_HUB_OFFLINE=1) to cache it, or fetch it with "
+        f"`hf download {name} tokenizer.json` (`huggingface-cli download` in older huggingface_hub), or pass "
+        "the path of a local tokenizer.json instead"
+    )
+    if hub_offline():
+        cached = try_to_load_from_cache(name, "tokenizer.json", revision=revision)
+        if isinstance(cached, str):
+            return load_tokenizer(cached)
+        if cached is not None:  # the cache records that this revision has no such file
+            raise ZooConfigError(
+                f"{name!r} has no tokenizer.json (no fast tokenizer); pass a local tokenizer.json"
+            )
+        raise ZooConfigError(
+            f"tokenizer {name!r} (revision {revision}) is not in the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set: {get_it}"
         )
     try:
-        return plain(Tokenizer.from_pretrained(name, revision=revision))
+        # a network failure falls back to the cached file inside hf_hub_download
+        return load_tokenizer(hf_hub_download(name, "tokenizer.json", revision=revision))
     except Exception as err:
-        raise RuntimeError(
-            f"could not load the pretrained tokenizer {name!r} from the Hugging Face hub ({err}). Check the "
-            "name and the network, or pass the path of a local tokenizer.json"
+        raise ZooConfigError(
+            f"could not load the pretrained tokenizer {name!r} from the Hugging Face hub "
+            f"({type(err).__name__}: {err}). Check the name and the network; or {get_it}"
         ) from err
 
 
