@@ -28,7 +28,9 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger
 from zoo._malloc import tune_malloc_for_training
 from zoo.errors import ZooConfigError, ZooError
 from zoo.nonfinite import NonFiniteGuard
-from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
+from zoo.parse_errors import ZooArgumentParser, did_you_mean
+from zoo.quiet import quiet_output
+from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback, check_tracking_args
 from zoo.tracking.logger import ZooMLFlowLogger
 from zoo.tracking.uri import TrackingServerUnreachable
 
@@ -377,7 +379,11 @@ def reserve_version_dir(root: Path) -> str:
 
 
 def default_logger(
-    save_dir: str, run_id: str | None = None, tracking_uri: str | None = None, skip_logged_steps: bool = False
+    save_dir: str,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    skip_logged_steps: bool = False,
+    run_name: str | None = None,
 ) -> Logger:
     """The logger a run gets when the recipe sets none: MLflow (``trainer.logger: false`` turns it off).
 
@@ -388,8 +394,11 @@ def default_logger(
         tracking_uri: the store of ``run_id``; default: ``MLFLOW_TRACKING_URI``, else
             ``sqlite:///<cwd>/mlflow.db``.
         skip_logged_steps: do not log a metric again at a step the run already has (a resumed fit).
+        run_name: the new run's name (see :func:`name_configured_run`).
     """
-    return ZooMLFlowLogger(run_id=run_id, tracking_uri=tracking_uri, skip_logged_steps=skip_logged_steps)
+    return ZooMLFlowLogger(
+        run_id=run_id, tracking_uri=tracking_uri, skip_logged_steps=skip_logged_steps, run_name=run_name
+    )
 
 
 def fit_run_of(ckpt_path: Any) -> dict[str, str] | None:
@@ -444,7 +453,9 @@ class ZooCLI(LightningCLI):
         self._provided: dict[str, Any] = {}
         self._fit_run: dict[str, str] | None = None
         self._checked_ckpt: str | None = None
+        self._run_name: str | None = None
         kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
+        kwargs.setdefault("parser_class", ZooArgumentParser)  # one-line errors with the valid keys
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Lightning's SaveConfigCallback asserts on an MLflow logger (no log_dir, Lightning #16310); this
         # one logs config.yaml to the MLflow run, or writes it to the log_dir of a file logger.
@@ -456,7 +467,8 @@ class ZooCLI(LightningCLI):
                 "description": (
                     "Train and evaluate rnn-zoo models from YAML recipes, tracked in MLflow. Also: `zoo "
                     "cells` lists the registered cells, `zoo recipes` the bundled recipes (`zoo recipes "
-                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model."
+                    "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model. "
+                    "`zoo --verbose ...` shows the warnings and log lines that the zoo hides by default."
                 ),
             },
         )
@@ -526,6 +538,7 @@ class ZooCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         try:
             check_encoder_cell(config)
+            check_tracking_config(config)
             resolve_data_files(config)
             if self.subcommand in ("fit", "validate", "test", "predict"):
                 resolve_checkpoint_alias(config)
@@ -536,6 +549,8 @@ class ZooCLI(LightningCLI):
                     resume_in_checkpoint_dir(config)
                 if self._fit_run is not None:
                     _resume_configured_logger(config, self._fit_run, skip_logged_steps=resuming)
+                elif self.subcommand == "fit":
+                    self._run_name = name_configured_run(config)
         except ZooConfigError as err:
             parser.error(str(err))
         check_checkpoint_path(config, already=self._checked_ckpt)  # an alias resolved just above
@@ -557,6 +572,9 @@ class ZooCLI(LightningCLI):
             if cause is not None:
                 # jsonargparse wraps an error of the data module's __init__ in a "Union subtypes" report
                 raise cause from None
+            data_error = data_module_error_in(err)
+            if data_error is not None:
+                raise data_error from err
             hint = missing_sizes_hint(config, self._provided)
             if hint:
                 raise ZooConfigError(f"{hint}\n(the model failed with: {err})") from err
@@ -573,6 +591,7 @@ class ZooCLI(LightningCLI):
                 run_id=run.get("run_id"),
                 tracking_uri=run.get("tracking_uri"),
                 skip_logged_steps=self.subcommand == "fit" and bool(run),
+                run_name=self._run_name,
             )
         trainer = super().instantiate_trainer(**kwargs)
         callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
@@ -620,6 +639,25 @@ class ZooCLI(LightningCLI):
         sys.stdout.write(header + note.rstrip("# ") + yaml.safe_dump(dump, sort_keys=False))
 
 
+def name_configured_run(config: Any) -> str:
+    """The name of a new fit's MLflow run, ``{recipe}-{cell}-{yyyymmdd-hhmmss}``; also set on a zoo MLflow
+    logger configured without ``run_name`` (one that names its run keeps it). Returns the name."""
+    from zoo.tracking.provenance import default_run_name, recipe_name
+
+    model = config.get("model")
+    encoder = model.get("init_args", {}).get("encoder") if model is not None else None
+    cell = encoder.get("cell") if isinstance(encoder, dict) else getattr(encoder, "cell", None)
+    name = default_run_name(recipe_name(), cell if isinstance(cell, str) else None)
+    logger = config.trainer.get("logger")
+    class_path = getattr(logger, "class_path", None) if logger is not None else None
+    init_args = logger.get("init_args") if isinstance(class_path, str) else None
+    ours = isinstance(class_path, str) and class_path.endswith("ZooMLFlowLogger")
+    unnamed = init_args is not None and init_args.get("run_name") is None and init_args.get("run_id") is None
+    if ours and unnamed and init_args is not None:
+        init_args["run_name"] = name
+    return name
+
+
 def _resume_configured_logger(config: Any, run: dict[str, str], skip_logged_steps: bool = False) -> None:
     """Point an explicitly configured zoo MLflow logger at the fit's run (``run_id`` unset only)."""
     logger = config.trainer.get("logger")
@@ -664,6 +702,8 @@ def check_encoder_cell(config: Any) -> None:
 
     model = config.get("model")
     encoder = model.get("init_args", {}).get("encoder") if model is not None else None
+    if isinstance(encoder, dict):
+        check_encoder_keys(encoder)
     if (
         encoder is None
         or hasattr(encoder, "class_path")
@@ -689,6 +729,28 @@ def check_encoder_cell(config: Any) -> None:
         raise ZooConfigError(f"--model.encoder: {err}") from None
 
 
+def check_encoder_keys(encoder: dict[str, Any]) -> None:
+    """An encoder given as a mapping (jsonargparse keeps one with an unknown key as a plain dict) may
+    only use :class:`~zoo.encoder.EncoderConfig`'s fields."""
+    from zoo.encoder import EncoderConfig
+
+    valid = list(EncoderConfig.__dataclass_fields__)
+    for key in encoder:
+        if key not in valid:
+            raise ZooConfigError(
+                f"--model.encoder.{key}: the encoder has no key {key!r}{did_you_mean(key, valid)}. Its keys: "
+                f"{', '.join(valid)}."
+            )
+
+
+def check_tracking_config(config: Any) -> None:
+    """The ``tracking`` section's settings agree (see :func:`~zoo.tracking.callbacks.check_tracking_args`)."""
+    tracking = config.get("tracking")
+    if tracking is not None:
+        name = tracking.get("registered_model_name")
+        check_tracking_args(bool(tracking.get("log_model")), name, tracking.get("max_length", 1))
+
+
 def zoo_error_in(err: BaseException) -> ZooError | None:
     """The first :class:`ZooError` in an exception's chain of causes, or ``None``."""
     seen: set[int] = set()
@@ -697,6 +759,34 @@ def zoo_error_in(err: BaseException) -> ZooError | None:
         if isinstance(current, ZooError):
             return current
         seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+#: Exceptions that a data module's ``__init__`` raises about its input (files, columns, tokenizer), as
+#: opposed to a fault in its code (``TypeError``, ``AttributeError``...).
+_INPUT_ERRORS = (ValueError, OSError, LookupError, RuntimeError)
+
+
+def data_module_error_in(err: BaseException) -> ZooConfigError | None:
+    """An input error raised inside a data module's ``__init__`` in ``err``'s chain, as a
+    :class:`ZooConfigError` naming the data module (``None`` when there is none).
+
+    The data module's own message comes first; otherwise the model's failure to get the sizes the data
+    module never set would be reported instead.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _INPUT_ERRORS):
+            tb = current.__traceback__
+            while tb is not None:
+                frame = tb.tb_frame
+                owner = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
+                if isinstance(owner, LightningDataModule):
+                    return ZooConfigError(f"{type(owner).__name__}: {current}")
+                tb = tb.tb_next
         current = current.__cause__ or current.__context__
     return None
 
@@ -989,6 +1079,10 @@ def _cells_command(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zoo`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    if verbose:
+        args.remove("--verbose")
+    quiet_output(verbose)  # the one place that silences dependencies' noise (zoo/quiet.py)
     try:
         if args[:1] == ["cells"]:
             return _cells_command(args[1:])

@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ TAG_RECIPE = "zoo.recipe"
 TAG_COMMAND = "zoo.command.{stage}"
 TAG_COMMIT = "zoo.git_commit"
 TAG_MACHINE = "zoo.machine"
+TAG_CELL = "zoo.cell"
 #: Metric logged at the end of every ``fit`` (one value per fit, so a resumed run holds several).
 FIT_SECONDS = "fit_seconds"
 
@@ -98,3 +100,15 @@ def run_tags(stage: str, device: torch.device | None = None) -> dict[str, str]:
         TAG_MACHINE: machine_description(device),
     }
     return {k: v for k, v in tags.items() if v}
+
+
+def default_run_name(recipe: str | None, cell: str | None, now: datetime | None = None) -> str:
+    """``{recipe}-{cell}-{yyyymmdd-hhmmss}`` (parts that are unknown are left out).
+
+    ``recipe`` is what :func:`recipe_name` returns; a file outside the bundled recipes gives its stem.
+    MLflow's own random names repeat from run to run once ``seed_everything`` has seeded them.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    if recipe and recipe.endswith((".yaml", ".yml")):
+        recipe = Path(recipe).stem
+    return "-".join(part for part in (recipe, cell, stamp) if part)

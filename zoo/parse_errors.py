@@ -1,0 +1,138 @@
+"""Short parse errors: the ``zoo`` command's parser reports a mistake in one line, with the valid choices.
+
+jsonargparse reports an unknown key under a model or data class as a "Union subtypes" dump of many lines
+(and prints the usage of every option before it). :class:`ZooArgumentParser` prints instead::
+
+    zoo: error: --model.hiden: zoo.tasks.SequenceClassifier has no parameter 'hiden' (did you mean
+    'hidden'?) ...
+
+and exits with status 2. ``zoo --verbose`` adds jsonargparse's full report below that line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import sys
+from collections.abc import Iterable
+from importlib import import_module
+from typing import Any, NoReturn
+
+from lightning.pytorch.cli import LightningArgumentParser
+
+from zoo.quiet import verbose
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def class_parameters(class_path: str) -> list[str]:
+    """The ``__init__`` parameter names of ``class_path`` (empty if it cannot be imported)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(import_module(module), name)
+        params = inspect.signature(cls).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def parser_keys(parser: Any) -> list[str]:
+    """Every option key of ``parser`` and of its subcommands (``trainer.max_epochs``, ``data``...)."""
+    keys = {a.dest for a in getattr(parser, "_actions", []) if a.dest and a.dest != "help"}
+    subcommands = getattr(parser, "_subcommands_action", None)
+    for sub in getattr(subcommands, "_name_parser_map", {}).values():
+        keys.update(parser_keys(sub))
+    return sorted(keys)
+
+
+def _unknown_key(key: str, parser: Any) -> str:
+    keys = parser_keys(parser)
+    section = key.rpartition(".")[0]
+    siblings = [k for k in keys if k.rpartition(".")[0] == section]
+    names = ", ".join(k.rpartition(".")[2] for k in siblings)
+    listed = f" Options of {section}: {names}." if siblings else ""
+    return f"unknown option {key!r}{did_you_mean(key, keys)}.{listed}"
+
+
+def _union_error(key: str, body: list[str]) -> str | None:
+    """Shorten jsonargparse's "Does not validate against any of the Union subtypes" report of ``key``."""
+    items: list[list[str]] = []
+    in_errors = False
+    for line in body:
+        text = line.strip()
+        if text == "Errors:":
+            in_errors = True
+        elif in_errors and text.startswith("- "):
+            items.append([text[2:]])
+        elif in_errors and items and line.startswith(" " * 6):
+            items[-1].append(text)
+        elif in_errors:
+            in_errors = False
+    prefix = "Given value: "
+    given = next((ln.strip()[len(prefix) :] for ln in body if ln.strip().startswith(prefix)), "")
+    items = [i for i in items if i[0] != "Expected a <class 'NoneType'>"]
+    if not items:
+        return None
+    first, *rest = items[0]
+    found = re.match(r"Problem with given class_path '([^']+)':", first)
+    if not found:
+        return f"--{key}: {first}" + (f", got {given}" if given else "")
+    class_path = found.group(1)
+    inner = " ".join(rest)
+    option = re.match(r"Option '([^']+)' is not accepted", inner)
+    if option:
+        params = class_parameters(class_path)
+        return (
+            f"--{key}.{option.group(1)}: {class_path} has no parameter {option.group(1)!r}"
+            f"{did_you_mean(option.group(1), params)}. Its parameters: {', '.join(params)}."
+        )
+    if re.match(r"(module '.*' has no attribute|No module named)", inner):
+        module, _, name = class_path.rpartition(".")
+        try:
+            names = [n for n in dir(import_module(module)) if not n.startswith("_")]
+        except ImportError:
+            names = []
+        return f"--{key}.class_path: cannot import {class_path!r} ({inner}){did_you_mean(name, names)}."
+    nested = re.match(r'Parser key "([^"]+)": (.*)', inner)
+    if nested:
+        return f"--{key}.{nested.group(1)}: {nested.group(2)}"
+    return f"--{key} ({class_path}): {inner}"
+
+
+def short_message(message: str, parser: Any) -> str:
+    """One line naming the mistake in a jsonargparse error ``message``; other messages are kept as they
+    are."""
+    lines = message.splitlines() or [""]
+    head = lines[0]
+    unrecognized = re.match(r"unrecognized arguments: (.*)", head)
+    if unrecognized:
+        options = [a for a in unrecognized.group(1).split() if a.startswith("--")]
+        if options:
+            return " ".join(_unknown_key(o[2:].split("=")[0], parser) for o in options)
+    refused = re.match(r"Subcommand '[^']+' does not accept option '([^']+)'", head)
+    if refused:
+        return _unknown_key(refused.group(1), parser)
+    union = re.match(r'Parser key "([^"]+)":\s*$', head)
+    if union and any("Union subtypes" in ln for ln in lines[1:3]):
+        return _union_error(union.group(1), lines[1:]) or message
+    return message
+
+
+class ZooArgumentParser(LightningArgumentParser):
+    """``LightningArgumentParser`` whose errors are one ``zoo: error: ...`` line (exit status 2)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"zoo: error: {short_message(message, parser)}\n")
+        sys.stderr.write(f"(`{prog} --help` lists the options; `zoo --verbose ...` shows the full report)\n")
+        if verbose():
+            sys.stderr.write(f"{message}\n")
+        self.exit(2)
