@@ -136,6 +136,8 @@ class ZooCheckpoint(ModelCheckpoint):
         self._mode_given = mode is not None
         self.last_every_n_train_steps = last_every_n_train_steps
         self._last_written_step: int | None = None
+        #: set by the CLI for ``zoo fit --ckpt_path``: the folder holds the checkpoints it resumes from
+        self.resuming = False
         self._rng_to_restore: dict[str, Any] | None = None
 
     def _use_monitor(self, monitor: str, mode: str) -> None:
@@ -157,6 +159,12 @@ class ZooCheckpoint(ModelCheckpoint):
             Path(self.dirpath).mkdir(parents=True, exist_ok=True)
             record = {"run_id": logger.run_id, "tracking_uri": str(logger._tracking_uri)}
             (Path(self.dirpath) / RUN_FILE).write_text(json.dumps(record) + "\n")
+
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # Lightning's check (name-mangled) warns that the folder holds checkpoints: a resumed fit
+        # continues in its checkpoint's folder on purpose (resume_in_checkpoint_dir)
+        if not self.resuming:
+            super()._ModelCheckpoint__warn_if_dir_not_empty(dirpath)  # type: ignore[misc]
 
     # -- when last.ckpt is written ---------------------------------------------------------------------
     def on_train_batch_end(
@@ -545,7 +553,7 @@ class ZooCLI(LightningCLI):
                 check_checkpoint_exists(config.get("ckpt_path"))
                 self._fit_run = fit_run_of(config.get("ckpt_path"))
                 resuming = self.subcommand == "fit" and config.get("ckpt_path") is not None
-                if resuming:
+                if config.get("ckpt_path") is not None:
                     resume_in_checkpoint_dir(config)
                 if self._fit_run is not None:
                     _resume_configured_logger(config, self._fit_run, skip_logged_steps=resuming)
@@ -610,6 +618,10 @@ class ZooCLI(LightningCLI):
                         "registered.",
                         file=sys.stderr,
                     )
+        if self.subcommand == "fit" and self._sub_config().get("ckpt_path") is not None:
+            for callback in callbacks:
+                if isinstance(callback, ZooCheckpoint):
+                    callback.resuming = True
         # first, so that its summary comes before the model's load/serve lines
         callbacks.insert(0, FitSummary())
         return trainer
@@ -924,7 +936,9 @@ def check_checkpoint_exists(ckpt_path: Any) -> None:
 
 
 def resume_in_checkpoint_dir(config: Any) -> None:
-    """``zoo fit --ckpt_path X`` continues in X's folder (no new ``version_N``; the best score carries on).
+    """``zoo fit --ckpt_path X`` continues in X's folder (no new ``version_N``; the best score carries on);
+    ``zoo validate/test/predict --ckpt_path X`` keep the checkpoint callback there too, so they neither
+    reserve an empty ``version_N`` nor make Lightning warn that the folder has changed.
 
     Only when the config names no ``checkpoint.dirpath`` and no file logger decides the folder.
     """
