@@ -32,6 +32,8 @@ VERBOSE_ENV = "ZOO_VERBOSE"
 NOISE_WARNINGS = (
     # MLflow, when a model whose predict returns dicts is logged or loaded: nothing to act on
     r".*Any type hint is inferred as AnyType",
+    # MLflow, when a forecaster is logged: the output's integer `step` column is never missing
+    r".*Hint: Inferred schema contains integer column",
     # Lightning 2.6 on torch >= 2.10: its own deprecated call, fixed upstream
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
