@@ -114,6 +114,13 @@ def short_message(message: str, parser: Any) -> str:
         options = [a for a in unrecognized.group(1).split() if a.startswith("--")]
         if options:
             return " ".join(_unknown_key(o[2:].split("=")[0], parser) for o in options)
+    command = re.match(r"argument subcommand: invalid choice: '([^']*)' \(choose from (.*)\)", head)
+    if command:
+        choices = re.findall(r"'([^']+)'", command.group(2))
+        return (
+            f"unknown command {command.group(1)!r}{did_you_mean(command.group(1), choices)}. Training "
+            f"commands: {', '.join(choices)} (and `zoo cells`, `zoo recipes`, `zoo serve`; see `zoo --help`)."
+        )
     refused = re.match(r"Subcommand '[^']+' does not accept option '([^']+)'", head)
     if refused:
         return _unknown_key(refused.group(1), parser)

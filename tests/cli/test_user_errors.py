@@ -143,3 +143,12 @@ def test_user_mistake_exits_2_with_the_cause_first(
     assert "Traceback" not in result.output
     assert len(lines) <= 3, result.stderr  # the cause and a hint, not a report
     assert not (tmp_path / "mlflow.db").exists()  # stopped before a run was opened
+
+
+@pytest.mark.slow
+def test_unknown_command_suggests_the_closest(tmp_path: Path) -> None:
+    result = run_zoo("fitt", "-c", QUICKSTART, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.output
+    assert result.stderr.splitlines()[0].startswith(
+        "zoo: error: unknown command 'fitt' (did you mean 'fit'?). Training commands: fit, validate, test"
+    )
