@@ -26,12 +26,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 
 from zoo._malloc import tune_malloc_for_training
+from zoo.cli_errors import ZooArgumentParser, check_encoder_keys, data_module_error_in
 from zoo.errors import ZooConfigError, ZooError
 from zoo.nonfinite import NonFiniteGuard
-from zoo.parse_errors import ZooArgumentParser, did_you_mean
 from zoo.quiet import quiet_output
 from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback, check_tracking_args
 from zoo.tracking.logger import ZooMLFlowLogger
+from zoo.tracking.provenance import name_configured_run
 from zoo.tracking.uri import TrackingServerUnreachable
 
 #: Attributes a data module may expose after ``__init__`` that are passed to the model's parameter of the
@@ -402,7 +403,7 @@ def default_logger(
         tracking_uri: the store of ``run_id``; default: ``MLFLOW_TRACKING_URI``, else
             ``sqlite:///<cwd>/mlflow.db``.
         skip_logged_steps: do not log a metric again at a step the run already has (a resumed fit).
-        run_name: the new run's name (see :func:`name_configured_run`).
+        run_name: the new run's name (see :func:`~zoo.tracking.provenance.name_configured_run`).
     """
     return ZooMLFlowLogger(
         run_id=run_id, tracking_uri=tracking_uri, skip_logged_steps=skip_logged_steps, run_name=run_name
@@ -651,25 +652,6 @@ class ZooCLI(LightningCLI):
         sys.stdout.write(header + note.rstrip("# ") + yaml.safe_dump(dump, sort_keys=False))
 
 
-def name_configured_run(config: Any) -> str:
-    """The name of a new fit's MLflow run, ``{recipe}-{cell}-{yyyymmdd-hhmmss}``; also set on a zoo MLflow
-    logger configured without ``run_name`` (one that names its run keeps it). Returns the name."""
-    from zoo.tracking.provenance import default_run_name, recipe_name
-
-    model = config.get("model")
-    encoder = model.get("init_args", {}).get("encoder") if model is not None else None
-    cell = encoder.get("cell") if isinstance(encoder, dict) else getattr(encoder, "cell", None)
-    name = default_run_name(recipe_name(), cell if isinstance(cell, str) else None)
-    logger = config.trainer.get("logger")
-    class_path = getattr(logger, "class_path", None) if logger is not None else None
-    init_args = logger.get("init_args") if isinstance(class_path, str) else None
-    ours = isinstance(class_path, str) and class_path.endswith("ZooMLFlowLogger")
-    unnamed = init_args is not None and init_args.get("run_name") is None and init_args.get("run_id") is None
-    if ours and unnamed and init_args is not None:
-        init_args["run_name"] = name
-    return name
-
-
 def _resume_configured_logger(config: Any, run: dict[str, str], skip_logged_steps: bool = False) -> None:
     """Point an explicitly configured zoo MLflow logger at the fit's run (``run_id`` unset only)."""
     logger = config.trainer.get("logger")
@@ -741,20 +723,6 @@ def check_encoder_cell(config: Any) -> None:
         raise ZooConfigError(f"--model.encoder: {err}") from None
 
 
-def check_encoder_keys(encoder: dict[str, Any]) -> None:
-    """An encoder given as a mapping (jsonargparse keeps one with an unknown key as a plain dict) may
-    only use :class:`~zoo.encoder.EncoderConfig`'s fields."""
-    from zoo.encoder import EncoderConfig
-
-    valid = list(EncoderConfig.__dataclass_fields__)
-    for key in encoder:
-        if key not in valid:
-            raise ZooConfigError(
-                f"--model.encoder.{key}: the encoder has no key {key!r}{did_you_mean(key, valid)}. Its keys: "
-                f"{', '.join(valid)}."
-            )
-
-
 def check_tracking_config(config: Any) -> None:
     """The ``tracking`` section's settings agree (see :func:`~zoo.tracking.callbacks.check_tracking_args`)."""
     tracking = config.get("tracking")
@@ -771,34 +739,6 @@ def zoo_error_in(err: BaseException) -> ZooError | None:
         if isinstance(current, ZooError):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-#: Exceptions that a data module's ``__init__`` raises about its input (files, columns, tokenizer), as
-#: opposed to a fault in its code (``TypeError``, ``AttributeError``...).
-_INPUT_ERRORS = (ValueError, OSError, LookupError, RuntimeError)
-
-
-def data_module_error_in(err: BaseException) -> ZooConfigError | None:
-    """An input error raised inside a data module's ``__init__`` in ``err``'s chain, as a
-    :class:`ZooConfigError` naming the data module (``None`` when there is none).
-
-    The data module's own message comes first; otherwise the model's failure to get the sizes the data
-    module never set would be reported instead.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _INPUT_ERRORS):
-            tb = current.__traceback__
-            while tb is not None:
-                frame = tb.tb_frame
-                owner = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
-                if isinstance(owner, LightningDataModule):
-                    return ZooConfigError(f"{type(owner).__name__}: {current}")
-                tb = tb.tb_next
         current = current.__cause__ or current.__context__
     return None
 

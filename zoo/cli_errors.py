@@ -1,12 +1,14 @@
-"""Short parse errors: the ``zoo`` command's parser reports a mistake in one line, with the valid choices.
+"""How the ``zoo`` command reports a mistake: one line naming the cause, with the valid choices.
 
 jsonargparse reports an unknown key under a model or data class as a "Union subtypes" dump of many lines
 (and prints the usage of every option before it). :class:`ZooArgumentParser` prints instead::
 
-    zoo: error: --model.hiden: zoo.tasks.SequenceClassifier has no parameter 'hiden' (did you mean
-    'hidden'?) ...
+    zoo: error: --data.batch_sise: zoo.data.CuisineMemoryData has no parameter 'batch_sise' (did you
+    mean 'batch_size'?). Its parameters: ...
 
-and exits with status 2. ``zoo --verbose`` adds jsonargparse's full report below that line.
+and exits with status 2. ``zoo --verbose`` adds jsonargparse's full report below that line. Errors found
+after parsing are turned into :class:`~zoo.errors.ZooConfigError` here too (an encoder's unknown key, an
+input error of a data module's ``__init__``), which the command prints the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from collections.abc import Iterable
 from importlib import import_module
 from typing import Any, NoReturn
 
+from lightning import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser
 
+from zoo.errors import ZooConfigError
 from zoo.quiet import verbose
 
 
@@ -143,3 +147,45 @@ class ZooArgumentParser(LightningArgumentParser):
         if verbose():
             sys.stderr.write(f"{message}\n")
         self.exit(2)
+
+
+def check_encoder_keys(encoder: dict[str, Any]) -> None:
+    """An encoder given as a mapping (jsonargparse keeps one with an unknown key as a plain dict) may
+    only use :class:`~zoo.encoder.EncoderConfig`'s fields."""
+    from zoo.encoder import EncoderConfig
+
+    valid = list(EncoderConfig.__dataclass_fields__)
+    for key in encoder:
+        if key not in valid:
+            raise ZooConfigError(
+                f"--model.encoder.{key}: the encoder has no key {key!r}{did_you_mean(key, valid)}. Its keys: "
+                f"{', '.join(valid)}."
+            )
+
+
+#: Exceptions that a data module's ``__init__`` raises about its input (files, columns, tokenizer), as
+#: opposed to a fault in its code (``TypeError``, ``AttributeError``...).
+_INPUT_ERRORS = (ValueError, OSError, LookupError, RuntimeError)
+
+
+def data_module_error_in(err: BaseException) -> ZooConfigError | None:
+    """An input error raised inside a data module's ``__init__`` in ``err``'s chain, as a
+    :class:`ZooConfigError` naming the data module (``None`` when there is none).
+
+    The data module's own message comes first; otherwise the model's failure to get the sizes the data
+    module never set would be reported instead.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _INPUT_ERRORS):
+            tb = current.__traceback__
+            while tb is not None:
+                frame = tb.tb_frame
+                owner = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
+                if isinstance(owner, LightningDataModule):
+                    return ZooConfigError(f"{type(owner).__name__}: {current}")
+                tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+    return None
