@@ -27,6 +27,7 @@ ALLOWED = [
     r"[\d.]+\s*[KMGT]?\s+(Trainable params|Non-trainable params|Total params|Total estimated model params "
     r"size|Modules in (train|eval) mode|Total Flops)",
     r"`Trainer\.fit` stopped: `max_epochs=1` reached\.$",  # why training ended
+    r"GPU available: True|LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES",  # on a GPU machine: which device
     r"Best val_acc: [\d.]+$",  # FitSummary
     r"Checkpoints: ",
     r"MLflow run \w+ in sqlite:",
