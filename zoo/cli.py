@@ -27,11 +27,14 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from zoo._malloc import tune_malloc_for_training
+from zoo.cli_errors import ZooArgumentParser, check_encoder_keys, data_module_error_in
 from zoo.errors import DataValidationError, ZooConfigError, ZooError
 from zoo.nonfinite import NonFiniteGuard
 from zoo.prediction_writer import JsonLinesWriter
-from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback
+from zoo.quiet import quiet_output
+from zoo.tracking.callbacks import LogModelCallback, MLflowSaveConfigCallback, check_tracking_args
 from zoo.tracking.logger import ZooMLFlowLogger
+from zoo.tracking.provenance import name_configured_run
 from zoo.tracking.uri import TrackingServerUnreachable
 
 #: Attributes a data module may expose after ``__init__`` that are passed to the model's parameter of the
@@ -136,6 +139,8 @@ class ZooCheckpoint(ModelCheckpoint):
         self._mode_given = mode is not None
         self.last_every_n_train_steps = last_every_n_train_steps
         self._last_written_step: int | None = None
+        #: set by the CLI for ``zoo fit --ckpt_path``: the folder holds the checkpoints it resumes from
+        self.resuming = False
         self._rng_to_restore: dict[str, Any] | None = None
 
     def _use_monitor(self, monitor: str, mode: str) -> None:
@@ -157,6 +162,12 @@ class ZooCheckpoint(ModelCheckpoint):
             Path(self.dirpath).mkdir(parents=True, exist_ok=True)
             record = {"run_id": logger.run_id, "tracking_uri": str(logger._tracking_uri)}
             (Path(self.dirpath) / RUN_FILE).write_text(json.dumps(record) + "\n")
+
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # Lightning's check (name-mangled) warns that the folder holds checkpoints: a resumed fit
+        # continues in its checkpoint's folder on purpose (resume_in_checkpoint_dir)
+        if not self.resuming:
+            super()._ModelCheckpoint__warn_if_dir_not_empty(dirpath)  # type: ignore[misc]
 
     # -- when last.ckpt is written ---------------------------------------------------------------------
     def on_train_batch_end(
@@ -409,7 +420,11 @@ def reserve_version_dir(root: Path) -> str:
 
 
 def default_logger(
-    save_dir: str, run_id: str | None = None, tracking_uri: str | None = None, skip_logged_steps: bool = False
+    save_dir: str,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    skip_logged_steps: bool = False,
+    run_name: str | None = None,
 ) -> Logger:
     """The logger a run gets when the recipe sets none: MLflow (``trainer.logger: false`` turns it off).
 
@@ -420,8 +435,11 @@ def default_logger(
         tracking_uri: the store of ``run_id``; default: ``MLFLOW_TRACKING_URI``, else
             ``sqlite:///<cwd>/mlflow.db``.
         skip_logged_steps: do not log a metric again at a step the run already has (a resumed fit).
+        run_name: the new run's name (see :func:`~zoo.tracking.provenance.name_configured_run`).
     """
-    return ZooMLFlowLogger(run_id=run_id, tracking_uri=tracking_uri, skip_logged_steps=skip_logged_steps)
+    return ZooMLFlowLogger(
+        run_id=run_id, tracking_uri=tracking_uri, skip_logged_steps=skip_logged_steps, run_name=run_name
+    )
 
 
 def fit_run_of(ckpt_path: Any) -> dict[str, str] | None:
@@ -476,7 +494,9 @@ class ZooCLI(LightningCLI):
         self._provided: dict[str, Any] = {}
         self._fit_run: dict[str, str] | None = None
         self._checked_ckpt: str | None = None
+        self._run_name: str | None = None
         kwargs.setdefault("seed_everything_default", DEFAULT_SEED)
+        kwargs.setdefault("parser_class", ZooArgumentParser)  # one-line errors with the valid keys
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Lightning's SaveConfigCallback asserts on an MLflow logger (no log_dir, Lightning #16310); this
         # one logs config.yaml to the MLflow run, or writes it to the log_dir of a file logger.
@@ -489,7 +509,8 @@ class ZooCLI(LightningCLI):
                     "Train and evaluate rnn-zoo models from YAML recipes, tracked in MLflow. Also: `zoo "
                     "cells` lists the registered cells, `zoo recipes` the bundled recipes (`zoo recipes "
                     "path NAME` gives a path for -c), `zoo serve MODEL_URI` serves a logged model, `zoo "
-                    "predict MODEL TEXT...` (or `--input FILE`) predicts with a checkpoint or model URI."
+                    "predict MODEL TEXT...` (or `--input FILE`) predicts with a checkpoint or model URI. "
+                    "`zoo --verbose ...` shows the warnings and log lines that the zoo hides by default."
                 ),
             },
         )
@@ -560,15 +581,18 @@ class ZooCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         try:
             check_encoder_cell(config)
+            check_tracking_config(config)
             resolve_data_files(config)
             if self.subcommand in ("fit", "validate", "test", "predict"):
                 resolve_checkpoint_alias(config)
                 self._fit_run = fit_run_of(config.get("ckpt_path"))
                 resuming = self.subcommand == "fit" and config.get("ckpt_path") is not None
-                if resuming:
+                if config.get("ckpt_path") is not None:
                     resume_in_checkpoint_dir(config)
                 if self._fit_run is not None:
                     _resume_configured_logger(config, self._fit_run, skip_logged_steps=resuming)
+                elif self.subcommand == "fit":
+                    self._run_name = name_configured_run(config)
         except ZooConfigError as err:
             parser.error(str(err))
         check_checkpoint_path(config, already=self._checked_ckpt)  # an alias resolved just above
@@ -593,6 +617,9 @@ class ZooCLI(LightningCLI):
             data_failed = isinstance(cause, DataValidationError) or not self._provided
             if cause is not None and data_failed:
                 raise cause from None
+            data_error = data_module_error_in(err)
+            if data_error is not None:
+                raise data_error from err
             hint = missing_sizes_hint(config, self._provided)
             if hint:
                 raise ZooConfigError(f"{hint}\n(the model failed with: {err})") from err
@@ -611,6 +638,7 @@ class ZooCLI(LightningCLI):
                 run_id=run.get("run_id"),
                 tracking_uri=run.get("tracking_uri"),
                 skip_logged_steps=self.subcommand == "fit" and bool(run),
+                run_name=self._run_name,
             )
         trainer = super().instantiate_trainer(**kwargs)
         callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
@@ -629,6 +657,10 @@ class ZooCLI(LightningCLI):
                         "registered.",
                         file=sys.stderr,
                     )
+        if self.subcommand == "fit" and self._sub_config().get("ckpt_path") is not None:
+            for callback in callbacks:
+                if isinstance(callback, ZooCheckpoint):
+                    callback.resuming = True
         # first, so that its summary comes before the model's load/serve lines
         callbacks.insert(0, FitSummary())
         return trainer
@@ -702,6 +734,8 @@ def check_encoder_cell(config: Any) -> None:
 
     model = config.get("model")
     encoder = model.get("init_args", {}).get("encoder") if model is not None else None
+    if isinstance(encoder, dict):
+        check_encoder_keys(encoder)
     if (
         encoder is None
         or hasattr(encoder, "class_path")
@@ -725,6 +759,14 @@ def check_encoder_cell(config: Any) -> None:
         )
     except ValueError as err:
         raise ZooConfigError(f"--model.encoder: {err}") from None
+
+
+def check_tracking_config(config: Any) -> None:
+    """The ``tracking`` section's settings agree (see :func:`~zoo.tracking.callbacks.check_tracking_args`)."""
+    tracking = config.get("tracking")
+    if tracking is not None:
+        name = tracking.get("registered_model_name")
+        check_tracking_args(bool(tracking.get("log_model")), name, tracking.get("max_length", 1))
 
 
 def zoo_error_in(err: BaseException) -> ZooError | None:
@@ -859,7 +901,9 @@ def _lightning_resolves(path: str) -> bool:
 
 
 def resume_in_checkpoint_dir(config: Any) -> None:
-    """``zoo fit --ckpt_path X`` continues in X's folder (no new ``version_N``; the best score carries on).
+    """``zoo fit --ckpt_path X`` continues in X's folder (no new ``version_N``; the best score carries on);
+    ``zoo validate/test/predict --ckpt_path X`` keep the checkpoint callback there too, so they neither
+    reserve an empty ``version_N`` nor make Lightning warn that the folder has changed.
 
     Only when the config names no ``checkpoint.dirpath`` and no file logger decides the folder.
     """
@@ -1052,6 +1096,10 @@ def _cells_command(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zoo`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    if verbose:
+        args.remove("--verbose")
+    quiet_output(verbose)  # the one place that silences dependencies' noise (zoo/quiet.py)
     try:
         if args[:1] == ["cells"]:
             return _cells_command(args[1:])

@@ -147,6 +147,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
 
     Raises:
         FileNotFoundError: the file does not exist (the message names the path).
+        ValueError: the file is not a tokenizer the library can read.
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -154,7 +155,14 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
             f"tokenizer file not found: {p}. Pass the path of a saved tokenizer.json, or leave "
             "tokenizer_file unset to train one on the training split"
         )
-    return plain(Tokenizer.from_file(str(p)))
+    try:
+        tok = Tokenizer.from_file(str(p))
+    except Exception as err:  # the tokenizers library raises a bare Exception for a malformed file
+        raise ValueError(
+            f"tokenizer file {p} is not a tokenizer.json the tokenizers library can read ({err}). Pass a "
+            "file saved by Tokenizer.save, or leave tokenizer_file unset to train one on the training split"
+        ) from err
+    return plain(tok)
 
 
 def hub_offline() -> bool:

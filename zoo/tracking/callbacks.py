@@ -16,12 +16,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 
+from zoo.errors import ZooConfigError
 from zoo.nonfinite import first_nonfinite
 from zoo.tracking.predict import DEFAULT_MAX_LENGTH, INFO_FILE, TEXT_KINDS, class_path, task_kind
+from zoo.tracking.provenance import TAG_CELL
 from zoo.tracking.registry import Score
 
 DATA_ATTRIBUTES = (
@@ -257,6 +259,7 @@ class RunInfoCallback(Callback):
         cell = cell_name(pl_module)
         if cell is not None:
             params["cell"] = cell
+            client.set_tag(run_id, TAG_CELL, cell)
         for key, value in params.items():
             client.log_param(run_id, key, value)
         tokenizer = _tokenizer_of(trainer.datamodule)  # type: ignore[attr-defined]
@@ -274,6 +277,11 @@ class RunInfoCallback(Callback):
             return
         seconds = time.monotonic() - self._started
         logger.experiment.log_metric(logger.run_id, FIT_SECONDS, seconds, step=trainer.global_step)
+        # the store shows each metric's last value: the best one sits beside it
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.monitor and ckpt.best_model_score is not None:
+            best, key = float(ckpt.best_model_score), f"best_{ckpt.monitor}"
+            logger.experiment.log_metric(logger.run_id, key, best, step=trainer.global_step)
         if not self.log_plots:
             return
         from zoo.tracking.plots import gate_heatmap, learning_curves
@@ -322,6 +330,18 @@ def _nonfinite_problem(state_dict: Mapping[str, Any], score: Score | None) -> st
     return None if bad is None else f"its weights are non-finite ({bad})"
 
 
+def check_tracking_args(log_model: bool, registered_model_name: str | None, max_length: int) -> None:
+    """Raise :class:`~zoo.errors.ZooConfigError` for ``tracking`` settings that cannot work together."""
+    if registered_model_name and not log_model:
+        raise ZooConfigError(
+            f"tracking.registered_model_name={registered_model_name!r} needs tracking.log_model=true: only a "
+            "logged model can be registered. Set --tracking.log_model true, or "
+            "--tracking.registered_model_name null to log nothing."
+        )
+    if max_length < 1:
+        raise ZooConfigError(f"tracking.max_length must be at least 1, got {max_length}")
+
+
 class LogModelCallback(Callback):
     """At the end of ``fit``, log the best checkpoint as a pyfunc model and register it.
 
@@ -361,13 +381,7 @@ class LogModelCallback(Callback):
         log_run_info: bool = True,
         log_plots: bool = True,
     ) -> None:
-        if registered_model_name and not log_model:
-            raise ValueError(
-                f"registered_model_name={registered_model_name!r} needs log_model=True: only a logged model "
-                "can be registered"
-            )
-        if max_length < 1:
-            raise ValueError(f"max_length must be at least 1, got {max_length}")
+        check_tracking_args(log_model, registered_model_name, max_length)
         self.log_model = log_model
         self.registered_model_name = registered_model_name
         self.alias = alias

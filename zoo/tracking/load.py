@@ -42,10 +42,11 @@ def load_model(uri: str, tracking_uri: str | None = None) -> Predictor:
     """
     import mlflow
 
+    from zoo.quiet import quiet_model_loading
     from zoo.tracking.pyfunc import _ZooPythonModel
     from zoo.tracking.uri import resolve_tracking_uri
 
-    with using_tracking_uri(resolve_tracking_uri(tracking_uri)):
+    with using_tracking_uri(resolve_tracking_uri(tracking_uri)), quiet_model_loading():
         pyfunc = mlflow.pyfunc.load_model(uri)
     python_model = pyfunc.unwrap_python_model()
     if not isinstance(python_model, _ZooPythonModel):

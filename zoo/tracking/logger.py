@@ -84,6 +84,14 @@ class ZooMLFlowLogger(MLFlowLogger):
             return super().experiment  # the other run created it: now it is found by name
 
     @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Any) -> None:
+        """Log as Lightning does, without private entries (``_instantiator``, ``_class_path``) that
+        LightningCLI adds to a model's hyperparameters for reloading, not as settings of the run."""
+        if isinstance(params, Mapping):
+            params = {k: v for k, v in params.items() if not str(k).startswith("_")}
+        super().log_hyperparams(params)
+
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log as Lightning does; with ``skip_logged_steps``, only steps past the run's last for a key."""
         if self._skip_logged_steps and step is not None:

@@ -12,7 +12,9 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,6 +22,7 @@ TAG_RECIPE = "zoo.recipe"
 TAG_COMMAND = "zoo.command.{stage}"
 TAG_COMMIT = "zoo.git_commit"
 TAG_MACHINE = "zoo.machine"
+TAG_CELL = "zoo.cell"
 #: Metric logged at the end of every ``fit`` (one value per fit, so a resumed run holds several).
 FIT_SECONDS = "fit_seconds"
 
@@ -98,3 +101,32 @@ def run_tags(stage: str, device: torch.device | None = None) -> dict[str, str]:
         TAG_MACHINE: machine_description(device),
     }
     return {k: v for k, v in tags.items() if v}
+
+
+def default_run_name(recipe: str | None, cell: str | None, now: datetime | None = None) -> str:
+    """``{recipe}-{cell}-{yyyymmdd-hhmmss}`` (parts that are unknown are left out).
+
+    ``recipe`` is what :func:`recipe_name` returns; a file outside the bundled recipes gives its stem.
+    MLflow's own random names repeat from run to run once ``seed_everything`` has seeded them.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    if recipe and recipe.endswith((".yaml", ".yml")):
+        recipe = Path(recipe).stem
+    return "-".join(part for part in (recipe, cell, stamp) if part)
+
+
+def name_configured_run(config: Any) -> str:
+    """The name of a new fit's MLflow run, ``{recipe}-{cell}-{yyyymmdd-hhmmss}``; also set on a zoo MLflow
+    logger configured without ``run_name`` (one that names its run keeps it). Returns the name."""
+    model = config.get("model")
+    encoder = model.get("init_args", {}).get("encoder") if model is not None else None
+    cell = encoder.get("cell") if isinstance(encoder, dict) else getattr(encoder, "cell", None)
+    name = default_run_name(recipe_name(), cell if isinstance(cell, str) else None)
+    logger = config.trainer.get("logger")
+    class_path = getattr(logger, "class_path", None) if logger is not None else None
+    init_args = logger.get("init_args") if isinstance(class_path, str) else None
+    ours = isinstance(class_path, str) and class_path.endswith("ZooMLFlowLogger")
+    unnamed = init_args is not None and init_args.get("run_name") is None and init_args.get("run_id") is None
+    if ours and unnamed and init_args is not None:
+        init_args["run_name"] = name
+    return name

@@ -65,9 +65,9 @@ class TextPythonModel(_ZooPythonModel):
 class SeriesPythonModel(_ZooPythonModel):
     """Pyfunc model of a forecaster: one window (DataFrame, rows = time steps, columns = features) in."""
 
-    # model_input has no annotation on purpose: MLflow reads annotations as a list-based schema, and the
-    # schema of a window comes from its input example instead
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> Any:  # type: ignore[no-untyped-def]
+    # a DataFrame hint gives MLflow no schema (a window's comes from its input example) and tells it that
+    # the hint is deliberate (no "add type hints" warning when the class is defined)
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """Forecast ``horizon`` steps after the window, in original units (one record per step)."""
         return self._predict(model_input, {})
 

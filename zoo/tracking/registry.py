@@ -172,6 +172,7 @@ def register(
         ValueError: ``score`` is NaN or infinite: such a model is never registered.
     """
     import mlflow
+    from mlflow.store.artifact.utils.models import _parse_model_id_if_present
 
     if score is not None and not score.finite:
         raise ValueError(f"refusing to register {name}: its {score.metric} is {score.value} (non-finite)")
@@ -181,7 +182,13 @@ def register(
     else:
         client.set_registered_model_tag(name, TASK_TAG, task_class)
     tags = {TASK_TAG: task_class, **(score.tags() if score is not None else {})}
-    version = mlflow.register_model(model_uri, name, tags=tags)
+    model_id = _parse_model_id_if_present(model_uri)
+    if model_id is not None:
+        # the registered model exists by now: mlflow.register_model would try to create it again and
+        # print "Registered model ... already exists" on every registration
+        version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    else:
+        version = mlflow.register_model(model_uri, name, tags=tags)
     moved, why = alias_decision(client, name, alias, score, force_alias) if alias else (False, "")
     if moved:
         client.set_registered_model_alias(name, alias, version.version)

@@ -51,7 +51,10 @@ def build_app(model_path: str) -> ASGIApp:
     """MLflow's scoring app for the model at ``model_path``, behind :func:`require_content_type`."""
     from mlflow.pyfunc import scoring_server
 
-    model = scoring_server.load_model_with_mlflow_config(model_path)
+    from zoo.quiet import quiet_model_loading
+
+    with quiet_model_loading():  # the uvicorn process does not run the zoo command's filters
+        model = scoring_server.load_model_with_mlflow_config(model_path)
     return require_content_type(scoring_server.init(model))
 
 
