@@ -152,3 +152,35 @@ def _check_layout(file: Path, loaded: Any, need_hparams: bool) -> dict[str, Any]
             "must call self.save_hyperparameters() in __init__."
         )
     return loaded
+
+
+def check_weights_fit(model: Any, path: str | os.PathLike[str]) -> None:
+    """Raise :class:`CheckpointError` when the checkpoint at ``path`` does not fit ``model``'s weights.
+
+    ``--ckpt_path best`` picks the newest checkpoint folder of a recipe whatever overrides trained it, so a
+    checkpoint of ``--model.encoder.cell lstm`` met the recipe's GRU and failed deep inside Lightning with
+    "Missing key(s) in state_dict". This names the first differences and the config that fits.
+    """
+    file = Path(path)
+    saved = read_checkpoint(file).get("state_dict", {})
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in saved.items() if hasattr(v, "shape")}
+    problems = [f"{k} is missing from the checkpoint" for k in wanted if k not in have]
+    problems += [f"the checkpoint has {k}, which this model lacks" for k in have if k not in wanted]
+    problems += [
+        f"{k} is {list(have[k])} in the checkpoint but {list(wanted[k])} in this model"
+        for k in wanted
+        if k in have and have[k] != wanted[k]
+    ]
+    if not problems:
+        return
+    config = file.parent / "config.yaml"
+    fix = (
+        f"run with the config that trained it, `-c {config}`, or the same --model overrides as its fit"
+        if config.is_file()
+        else "give the same --model overrides as the fit that wrote it"
+    )
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    raise CheckpointError(
+        f"checkpoint {file} was trained with another model configuration: {shown}. To fix: {fix}."
+    )

@@ -627,6 +627,11 @@ class ZooCLI(LightningCLI):
                 raise cause from None
             raise
         check_conflicts(self._explicit, self._provided)
+        ckpt_path = self._sub_config().get("ckpt_path")
+        if isinstance(ckpt_path, str | os.PathLike) and Path(ckpt_path).is_file():
+            from zoo.checkpoint import check_weights_fit
+
+            check_weights_fit(self.model, ckpt_path)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
