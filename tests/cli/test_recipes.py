@@ -68,7 +68,7 @@ def recipe_params() -> list:
 def test_the_catalogue_is_complete() -> None:
     assert {
         "quickstart", "memory/cuisine", "lm/ptb-lstm", "lm/ptb-gru", "lm/ptb-char",
-        "classify/sst2-gru", "tag/ewt-lstm", "tag/ewt-gru", "forecast/sunspots-gru",
+        "classify/sst2-gru", "tag/ewt-lstm", "tag/ewt-gru", "tag/ewt-gru-char", "forecast/sunspots-gru",
     } <= set(RECIPES)  # fmt: skip
 
 

@@ -306,15 +306,22 @@ class ZooModel:
     def _encode(self, texts: list[str]) -> list[Any]:
         return list(self.tokenizer.encode_batch(texts, add_special_tokens=False))
 
-    def _run_batches(self, rows: list[list[int]]) -> list[Any]:
-        """``predict_step`` over padded chunks; returns the output of each chunk."""
+    def _run_batches(self, rows: list[list[int]], words: list[list[str]] | None = None) -> list[Any]:
+        """``predict_step`` over padded chunks; returns the output of each chunk.
+
+        ``words`` (tagging): each row's words, whose characters a tagger with a character encoder reads
+        (``char_ids_of``).
+        """
         pad_id = int(self.attr("pad_id", 0))
+        char_ids_of = getattr(self.task, "char_ids_of", None) if words is not None else None
         outputs = []
         for start in range(0, len(rows), BATCH_SIZE):
             ids, lengths = _pad(rows[start : start + BATCH_SIZE], pad_id)
-            outputs.append(
-                self.task.predict_step({"input_ids": ids, "lengths": lengths}, start // BATCH_SIZE)
-            )
+            batch = {"input_ids": ids, "lengths": lengths}
+            chars = char_ids_of(words[start : start + BATCH_SIZE]) if char_ids_of and words else None
+            if chars is not None:
+                batch["char_ids"] = chars
+            outputs.append(self.task.predict_step(batch, start // BATCH_SIZE))
         return outputs
 
     def _names(self, attr: str, count: int) -> list[str]:
@@ -359,7 +366,8 @@ class ZooModel:
         if not keep:
             return results
         tag_rows: list[list[int]] = []
-        for output in self._run_batches([encodings[i].ids[:limit] for i in keep]):
+        words = [[texts[i][s:e] for s, e in encodings[i].offsets[:limit]] for i in keep]
+        for output in self._run_batches([encodings[i].ids[:limit] for i in keep], words):
             tags = _pick(output, ("tags", "preds", "predictions"))
             if isinstance(tags, list) or (isinstance(tags, Tensor) and not tags.is_floating_point()):
                 tag_rows.extend(tags.tolist() if isinstance(tags, Tensor) else tags)
