@@ -7,7 +7,10 @@
 that ``zoo test`` then evaluated (a ``test_*`` metric), and writes one small JSON per recipe and cell to
 ``docs/results/`` (the latest run wins). ``render`` writes ``docs/results.md`` and its PNG plots from those
 JSON files alone, byte for byte the same on every run: nothing in the page is typed by hand except the
-published anchors below, each with its source. ``benchmarks/run_queue.sh`` runs recipes and exports.
+published anchors below, each with its source. ``render`` also writes the same numbers into the recipe
+table of README.md and docs/recipes.md (between ``<!-- results:start -->`` and ``<!-- results:end -->``)
+and into the ``# Measured:`` line of every recipe's header; ``check`` lists where those disagree with the
+JSON files (a test runs it). ``benchmarks/run_queue.sh`` runs recipes and exports.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "docs" / "results"
 MARKDOWN = ROOT / "docs" / "results.md"
+#: Files whose recipe table ``render`` writes between the markers.
+TABLE_FILES = (ROOT / "README.md", ROOT / "docs" / "recipes.md")
+RECIPES_ROOT = ROOT / "zoo" / "recipes"
+BLOCK_START, BLOCK_END = "<!-- results:start -->", "<!-- results:end -->"
+MEASURED = "# Measured:"
 DEFAULT_URI = f"sqlite:///{ROOT / 'runs' / 'results' / 'mlflow.db'}"
 SCHEMA = 1
 
@@ -66,6 +74,7 @@ ANCHORS: dict[str, Anchor] = {
     ),
     "tag/ewt-lstm": Anchor("test_acc", 0.93, "max", "bar for UPOS from words alone (0.95 with characters)"),
     "tag/ewt-gru": Anchor("test_acc", 0.93, "max", "bar for UPOS from words alone (0.95 with characters)"),
+    "tag/ewt-gru-char": Anchor("test_acc", 0.95, "max", "bar for UPOS with a character-level word encoder"),
     "memory/adding": Anchor(
         "test_rmse",
         0.1,
@@ -78,7 +87,7 @@ ANCHORS: dict[str, Anchor] = {
         0.99,
         "max",
         "solved: the recalled symbols reproduced (Hochreiter & Schmidhuber 1997); "
-        "this accuracy also counts the blank steps",
+        "the accuracy counts the recalled symbols only (score_blanks: false)",
     ),
 }
 
@@ -442,6 +451,116 @@ def render(results_dir: Path, markdown: Path) -> list[Path]:
     return written
 
 
+# -- the README's table and the recipe headers ---------------------------------------------------------
+def _recipe_cell(config: Mapping[str, Any]) -> str:
+    """``2 x lstm 200``, ``bi-gru 128``: the recipe's encoder as its table names it."""
+    encoder = _dig(config, "model.init_args.encoder") or {}
+    if not isinstance(encoder, Mapping) or "cell" not in encoder:
+        return "-"
+    layers = int(encoder.get("num_layers") or 1)
+    direction = "bi-" if encoder.get("bidirectional") else ""
+    text = f"{direction}{encoder['cell']} {encoder.get('hidden_size', '')}"
+    chars = _dig(config, "model.init_args.char_encoder")
+    if isinstance(chars, Mapping) and "cell" in chars:
+        text += f" + chars {chars['cell']} {chars.get('hidden_size', '')}"
+    return f"{layers} x {text}" if layers > 1 else text
+
+
+def _own_result(name: str, cell: str | None, results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The result of recipe ``name`` run with its own cell (other cells' runs are in docs/results.md)."""
+    for result in results:
+        if result["recipe"] == name and result.get("cell") == cell:
+            return result
+    return None
+
+
+def _machine(result: Mapping[str, Any]) -> str:
+    return str(result.get("machine") or "-").split(";")[0]
+
+
+def measured_text(result: Mapping[str, Any] | None) -> str:
+    """One line of measured numbers for a recipe's header, or ``not yet measured``."""
+    if result is None:
+        return "not yet measured by benchmarks/run_queue.sh (docs/results.md lists the recipes it ran)."
+    return (
+        f"test {_metric(result, 'test')}, validation {_metric(result, 'validation')} (best of "
+        f"{_num(result.get('epochs'))} epochs at epoch {_num(result.get('best_epoch'))}); fit "
+        f"{_duration(result.get('wall_time_s'))} on {_machine(result)}. docs/results.md has the command."
+    )
+
+
+def recipe_table(results: list[dict[str, Any]]) -> str:
+    """The recipe table of README.md and docs/recipes.md, every number from the results."""
+    from zoo.cli import list_recipes, recipe_purpose
+
+    lines = [
+        "| recipe | what it trains | cell | measured (test; validation) | fit wall time |",
+        "|---|---|---|---|---|",
+    ]
+    for name, path in list_recipes().items():
+        config = yaml.safe_load(path.read_text())
+        encoder = _dig(config, "model.init_args.encoder") or {}
+        result = _own_result(name, encoder.get("cell") if isinstance(encoder, Mapping) else None, results)
+        if result is None:
+            measured, wall = "not yet measured", "-"
+        else:
+            measured = f"{_metric(result, 'test')}; {_metric(result, 'validation')}"
+            epochs = _num(result.get("epochs"))
+            wall = f"{_duration(result.get('wall_time_s'))} ({epochs} epochs, {_machine(result)})"
+        row = [f"`{name}`", recipe_purpose(path).rstrip("."), _recipe_cell(config), measured, wall]
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def with_block(text: str, block: str, where: Path) -> str:
+    """``text`` with what lies between the results markers replaced by ``block``."""
+    start, end = text.find(BLOCK_START), text.find(BLOCK_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{where} lacks the markers {BLOCK_START} ... {BLOCK_END} around its recipe table")
+    return text[: start + len(BLOCK_START)] + "\n" + block + "\n" + text[end:]
+
+
+def with_measured_line(text: str, line: str, where: Path) -> str:
+    """A recipe's text with its ``# Measured:`` line set to ``line`` (put before ``# Swap the cell:``)."""
+    lines = text.split("\n")
+    for i, old in enumerate(lines):
+        if old.startswith(MEASURED):
+            lines[i] = line
+            return "\n".join(lines)
+    for i, old in enumerate(lines):
+        if old.startswith("# Swap the cell:"):
+            return "\n".join([*lines[:i], line, *lines[i:]])
+    raise ValueError(f"{where}: the header has no '# Swap the cell:' line to put '{MEASURED}' before")
+
+
+def expected_files(
+    results_dir: Path, table_files: Iterable[Path] = TABLE_FILES, recipes_root: Path = RECIPES_ROOT
+) -> dict[Path, str]:
+    """What the tables' files and the recipes should hold, path -> text, from the JSON summaries."""
+    from zoo.cli import list_recipes
+
+    results = load_results(results_dir)
+    table = recipe_table(results)
+    out = {path: with_block(path.read_text(), table, path) for path in table_files}
+    for name in list_recipes():
+        path = recipes_root / f"{name}.yaml"
+        config = yaml.safe_load(path.read_text())
+        encoder = _dig(config, "model.init_args.encoder") or {}
+        result = _own_result(name, encoder.get("cell") if isinstance(encoder, Mapping) else None, results)
+        out[path] = with_measured_line(path.read_text(), f"{MEASURED} {measured_text(result)}", path)
+    return out
+
+
+def check(
+    results_dir: Path = RESULTS_DIR,
+    table_files: Iterable[Path] = TABLE_FILES,
+    recipes_root: Path = RECIPES_ROOT,
+) -> list[Path]:
+    """The files whose measured numbers disagree with the JSON summaries (``render`` rewrites them)."""
+    wanted = expected_files(results_dir, table_files, recipes_root)
+    return [path for path, text in wanted.items() if path.read_text() != text]
+
+
 def _metrics_text(metrics: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {_num(v)}" for k, v in sorted(metrics.items())) or "-"
 
@@ -457,13 +576,25 @@ def main(argv: list[str] | None = None) -> int:
     ren = sub.add_parser("render", help="docs/results/*.json -> docs/results.md and plots")
     ren.add_argument("--results", type=Path, default=RESULTS_DIR)
     ren.add_argument("--markdown", type=Path, default=None, help="default: results.md beside --results")
+    chk = sub.add_parser("check", help="exit 1 when README.md, docs/recipes.md or a recipe header is stale")
+    chk.add_argument("--results", type=Path, default=RESULTS_DIR)
     ns = parser.parse_args(argv)
     if ns.command == "export":
         export(ns.tracking_uri, ns.out, ns.recipe)
         return 0
+    if ns.command == "check":
+        stale = check(ns.results)
+        for path in stale:
+            print(f"{path}: its numbers disagree with {ns.results}; run benchmarks/results.py render")
+        return 1 if stale else 0
     markdown = ns.markdown or ns.results.parent / "results.md"
     for path in render(ns.results, markdown):
         print(f"wrote {path}")
+    if ns.results.resolve() == RESULTS_DIR.resolve():
+        for path, text in expected_files(ns.results).items():
+            if path.read_text() != text:
+                path.write_text(text)
+                print(f"wrote {path}")
     return 0
 
 

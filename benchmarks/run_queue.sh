@@ -35,9 +35,9 @@ recipe_args() {
             --data.load_kwargs '{delimiter: "\t"}' --data.data_files "$SST2_FILES" ;;
         ptb-lstm | ptb-gru | ptb-char) printf '%s\n' -c "recipes/lm/$1.yaml" --data.path text \
             --data.text_column text --data.data_files "$PTB_FILES" ;;
-        ewt-lstm | ewt-gru) printf '%s\n' -c "recipes/tag/$1.yaml" --data.path conllu --data.name null \
+        ewt-lstm | ewt-gru | ewt-gru-char) printf '%s\n' -c "recipes/tag/$1.yaml" --data.path conllu --data.name null \
             --data.tags_column upos --data.data_files "$EWT_FILES" ;;
-        *) echo "run_queue.sh: unknown run '$1' (known: sunspots adding copy cuisine sst2 ptb-lstm ptb-gru ptb-char ewt-lstm ewt-gru, each optionally @CELL)" >&2
+        *) echo "run_queue.sh: unknown run '$1' (known: sunspots adding copy cuisine sst2 ptb-lstm ptb-gru ptb-char ewt-lstm ewt-gru ewt-gru-char, each optionally @CELL)" >&2
            return 2 ;;
     esac
 }

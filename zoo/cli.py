@@ -45,6 +45,8 @@ LINKED_SIZES = (
     "label_names",
     "num_tags",
     "tag_names",
+    "char_vocab",
+    "max_word_chars",
     "pad_id",
     "num_features",
     "num_targets",

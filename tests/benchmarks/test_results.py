@@ -171,3 +171,40 @@ def test_queue_trains_tests_resumes_and_exports(tmp_path: Path) -> None:
     assert [epoch for epoch, _ in two["curve"]] == [1, 2]
     assert two["command"]["fit"] == one["command"]["fit"]  # the command that created the run
     assert two["wall_time_s"] > one["wall_time_s"]  # both fits counted
+
+
+def test_readme_recipes_page_and_recipe_headers_carry_the_measured_numbers() -> None:
+    results = _load()
+    stale = results.check()
+    assert stale == [], f"{stale} disagree with docs/results/: run python benchmarks/results.py render"
+    readme = (ROOT / "README.md").read_text()
+    for summary in results.load_results(results.RESULTS_DIR):
+        if summary["recipe"] == "lm/ptb-lstm" and summary["cell"] == "lstm":
+            ppl = results._num(summary["test"]["test_ppl"])
+            assert f"ppl {ppl};" in readme
+            header = (ROOT / "zoo" / "recipes" / "lm" / "ptb-lstm.yaml").read_text()
+            assert f"# Measured: test ppl {ppl}," in header
+
+
+def test_check_names_each_file_a_new_result_makes_stale(tmp_path: Path) -> None:
+    import shutil
+
+    results = _load()
+    folder = tmp_path / "results"
+    shutil.copytree(results.RESULTS_DIR, folder)
+    recipes = tmp_path / "recipes"
+    shutil.copytree(results.RECIPES_ROOT, recipes)
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    assert results.check(folder, [readme], recipes) == []
+    summary = json.loads((folder / "memory--copy--gru.json").read_text())
+    summary["test"]["test_acc"] = 0.5
+    (folder / "memory--copy--gru.json").write_text(json.dumps(summary))
+    assert results.check(folder, [readme], recipes) == [readme, recipes / "memory" / "copy.yaml"]
+    for path, text in results.expected_files(folder, [readme], recipes).items():
+        path.write_text(text)
+    assert results.check(folder, [readme], recipes) == []
+    assert "# Measured: test acc 0.5, validation acc" in (recipes / "memory" / "copy.yaml").read_text()
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="lacks the markers <!-- results:start -->"):
+        results.check(folder, [readme], recipes)

@@ -71,7 +71,7 @@ def recipe_params() -> list:
 def test_the_catalogue_is_complete() -> None:
     assert {
         "quickstart", "memory/cuisine", "lm/ptb-lstm", "lm/ptb-gru", "lm/ptb-char",
-        "classify/sst2-gru", "tag/ewt-lstm", "tag/ewt-gru", "forecast/sunspots-gru",
+        "classify/sst2-gru", "tag/ewt-lstm", "tag/ewt-gru", "tag/ewt-gru-char", "forecast/sunspots-gru",
         *GENERIC_RECIPES,
     } <= set(RECIPES)  # fmt: skip
 
@@ -85,7 +85,8 @@ def test_recipe_header(name: str) -> None:
     assert header[0] == expected or header[0].startswith(
         expected + ("" if name in GENERIC_RECIPES else " ")
     ), header[0]
-    for field in ("Trains:", "Runtime:", "Expected:", "Swap the cell:"):
+    # "Measured:" is written from docs/results/ by benchmarks/results.py render (tests/benchmarks checks it)
+    for field in ("Trains:", "Measured:", "Swap the cell:"):
         assert any(field in line for line in header), f"{name}: header lacks {field!r}"
     swap = next(line for line in header if "Swap the cell:" in line)
     assert "--model.encoder.cell" in swap

@@ -76,6 +76,11 @@ def test_copy_task_targets_repeat_the_symbols() -> None:
     assert x.shape == y.shape == (32, 22) and batch["lengths"].eq(22).all()
     assert torch.equal(y[:, -5:], x[:, :5] - 2), "tags at the end are the symbols from the start"
     assert (y[:, :-5] == 0).all() and (x[:, 16] == 2).all() and (x[:, 5:16] == 1).all()
+    recall_only = CopyTaskData(copy_length=5, delay=12, num_symbols=4, train_size=64, score_blanks=False)
+    recall_batch = next(iter(recall_only.train_dataloader()))
+    y_recall = recall_batch["tags"]
+    assert (y_recall[:, :-5] == -100).all(), "the blank steps carry no target: only the recall is scored"
+    assert torch.equal(y_recall[:, -5:], recall_batch["input_ids"][:, :5] - 2)
 
 
 def test_adding_problem_targets_are_the_marked_sums() -> None:

@@ -90,3 +90,47 @@ def test_integer_tags_with_class_label_names(tmp_path: Path) -> None:
     assert dm.tag_names == ["O", "B-PER", "I-PER"]
     batch = next(iter(dm.val_dataloader()))
     assert batch["tags"].tolist() == [[1, 2, 0], [1, 0, -100]]
+
+
+def test_chars_give_each_words_character_ids_from_the_training_characters(tmp_path: Path) -> None:
+    from zoo.data.chars import CHAR_PAD_ID, CHAR_UNK_ID
+
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "\n".join(json.dumps(r) for r in [{"w": ["ab", "b"], "t": ["X", "Y"]}, {"w": ["ba"], "t": ["Y"]}]),
+        encoding="utf-8",
+    )
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"w": ["abz", "a", "bbbbbba"], "t": ["X", "Y", "X"]}), encoding="utf-8")
+    dm = TokenTaggingData(
+        "json",
+        {"train": str(train), "validation": str(train), "test": str(test)},
+        tokens_column="w",
+        tags_column="t",
+        chars=True,
+        max_word_chars=4,
+        batch_size=2,
+        bucket=False,
+        cache_dir=str(tmp_path / "c"),
+    )
+    assert dm.char_vocab == ["<pad>", "<unk>", "a", "b"], "characters of the training words only"
+    a, b = 2, 3
+    test_batch = next(iter(dm.test_dataloader()))
+    assert test_batch["char_ids"].view(1, 3, 4).tolist() == [
+        [[a, b, CHAR_UNK_ID, CHAR_PAD_ID], [a, CHAR_PAD_ID, CHAR_PAD_ID, CHAR_PAD_ID], [b, b, b, a]]
+    ]
+    val = next(iter(dm.val_dataloader()))
+    assert val["char_ids"].shape == (2, 2 * 4), "sentences padded to the longest, 4 characters a word"
+    assert val["char_ids"][1, 4:].tolist() == [CHAR_PAD_ID] * 4
+    words_only = TokenTaggingData(
+        "json",
+        {"train": str(train), "validation": str(train)},
+        tokens_column="w",
+        tags_column="t",
+        cache_dir=str(tmp_path / "c"),
+    )
+    assert words_only.char_vocab is None and "char_ids" not in next(iter(words_only.val_dataloader()))
+    with pytest.raises(ValueError, match="max_word_chars must be an integer of at least 2"):
+        TokenTaggingData(
+            "json", {"train": str(train)}, tokens_column="w", tags_column="t", chars=True, max_word_chars=1
+        )

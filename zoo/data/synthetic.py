@@ -209,7 +209,10 @@ class CopyTaskData(_SyntheticSplits):
 
     Input: ``copy_length`` random symbols, ``delay - 1`` blanks, a delimiter, ``copy_length`` blanks.
     Tags: blank (tag 0) for the first ``delay + copy_length`` steps, then the symbols in order. Token ids:
-    ``<pad>`` 0, blank 1, delimiter 2, symbols from 3; tag ids: blank 0, symbols from 1.
+    ``<pad>`` 0, blank 1, delimiter 2, symbols from 3; tag ids: blank 0, symbols from 1. With
+    ``score_blanks=False`` the blank steps carry no target (``-100``): the loss and the accuracy then count
+    the recalled symbols only, the copy task's measure (with blanks, always answering blank already scores
+    ``(delay + copy_length) / (delay + 2 * copy_length)``).
 
     Args:
         copy_length: symbols to remember.
@@ -222,6 +225,7 @@ class CopyTaskData(_SyntheticSplits):
         num_workers: ``DataLoader`` workers.
         pin_memory: pin batches (default: when CUDA is available).
         seed: generator seed.
+        score_blanks: give the blank steps their target (tag 0); ``False``: only the recalled symbols.
 
     Attributes:
         vocab_size, pad_id, num_tags, tag_names; ``tokenizer`` and ``tokenizer_path`` are ``None`` (ids
@@ -240,6 +244,7 @@ class CopyTaskData(_SyntheticSplits):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         seed: int = 0,
+        score_blanks: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -248,6 +253,7 @@ class CopyTaskData(_SyntheticSplits):
                 f"copy_length, delay, num_symbols must be >= 1: {copy_length}, {delay}, {num_symbols}"
             )
         self.copy_length, self.delay, self.num_symbols = copy_length, delay, num_symbols
+        self.score_blanks = score_blanks
         self.pad_id, self.blank_id, self.delimiter_id = 0, 1, 2
         self.vocab_size = 3 + num_symbols
         self.tag_names = ["_"] + [f"s{i}" for i in range(num_symbols)]
@@ -267,7 +273,7 @@ class CopyTaskData(_SyntheticSplits):
         inputs = torch.full((size, t + 2 * k), self.blank_id, dtype=torch.long)
         inputs[:, :k] = symbols + 3
         inputs[:, k + t - 1] = self.delimiter_id
-        tags = torch.zeros((size, t + 2 * k), dtype=torch.long)
+        tags = torch.full((size, t + 2 * k), 0 if self.score_blanks else IGNORE_INDEX, dtype=torch.long)
         tags[:, t + k :] = symbols + 1
         return _TensorDictDataset(input_ids=inputs, tags=tags)
 

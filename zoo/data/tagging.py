@@ -10,6 +10,13 @@ import pyarrow.compute as pc
 from torch.utils.data import DataLoader
 
 from zoo.data.batching import IGNORE_INDEX, PackedSequences, PadCollate, loader_options
+from zoo.data.chars import (
+    CHAR_PAD_ID,
+    DEFAULT_MAX_WORD_CHARS,
+    EncodeChars,
+    build_char_vocab,
+    check_max_word_chars,
+)
 from zoo.data.encoding import DEFAULT_MAX_LENGTH, EncodeWords, datasets_cache, find_pad_id, tokenizer_for
 from zoo.data.predict_inputs import predict_files_of
 from zoo.data.sources import DataFiles, carve_split, check_columns, check_not_empty, load_splits
@@ -59,7 +66,10 @@ class TokenTaggingData(SplitDataModule):
     """Word + tag lists -> ``{"input_ids": Long[B,T], "lengths": Long[B], "tags": Long[B,T]}``.
 
     Every word gets exactly one id (its first sub-token; a word-level tokenizer maps words one to one) and
-    one tag; padding positions carry ``-100`` in ``tags`` so losses and metrics ignore them.
+    one tag; padding positions carry ``-100`` in ``tags`` so losses and metrics ignore them. With
+    ``chars=True`` a batch also holds ``char_ids`` ``Long[B, T * max_word_chars]``: each word's character
+    ids (``max_word_chars`` per word, see :func:`zoo.data.chars.word_char_ids`), for
+    ``TokenTagger(char_encoder=...)``.
 
     Args:
         path: ``conllu`` for CoNLL-U files (columns ``tokens``, ``upos``), or a hub name / builder whose rows
@@ -78,6 +88,9 @@ class TokenTaggingData(SplitDataModule):
         lowercase: lowercase words before looking them up.
         min_frequency: rarer words map to ``<unk>``.
         max_vocab_size: cap on the trained vocabulary (special tokens included).
+        chars: also give each word's character ids (``char_ids``), from a character vocabulary of the
+            training words (``char_vocab``, linked to the model and saved with it).
+        max_word_chars: characters kept per word; a longer word keeps its first and last ones.
         max_length: keep at most this many words of a sentence (``None``: no bound); one line per split
             logs how many sentences were cut.
         empty_texts: ``error`` (default) stops on a row with no words, naming it; ``drop`` drops such rows
@@ -93,7 +106,8 @@ class TokenTaggingData(SplitDataModule):
             ``.csv``/``.jsonl`` files with a ``text`` column, read lazily.
 
     Attributes:
-        tokenizer, tokenizer_path, vocab_size, pad_id, num_tags, tag_names.
+        tokenizer, tokenizer_path, vocab_size, pad_id, num_tags, tag_names; char_vocab (``None`` unless
+        ``chars``) and max_word_chars.
     """
 
     def __init__(
@@ -112,6 +126,8 @@ class TokenTaggingData(SplitDataModule):
         lowercase: bool = False,
         min_frequency: int = 1,
         max_vocab_size: int | None = None,
+        chars: bool = False,
+        max_word_chars: int = DEFAULT_MAX_WORD_CHARS,
         max_length: int | None = DEFAULT_MAX_LENGTH,
         empty_texts: EmptyPolicy = "error",
         batch_size: int = 32,
@@ -128,6 +144,7 @@ class TokenTaggingData(SplitDataModule):
         self.save_hyperparameters(ignore=["predict_files"])
         self.predict_files = predict_files_of(predict_files)
         check_max_length(max_length)
+        check_max_word_chars(max_word_chars)
         check_empty_policy(empty_texts)
         splits = load_splits(
             path,
@@ -159,6 +176,8 @@ class TokenTaggingData(SplitDataModule):
             lowercase=lowercase,
             min_frequency=min_frequency,
             max_vocab_size=max_vocab_size,
+            chars=chars,
+            max_word_chars=max_word_chars,
             max_length=max_length,
             empty_texts=empty_texts,
             batch_size=batch_size,
@@ -184,6 +203,8 @@ class TokenTaggingData(SplitDataModule):
         max_vocab_size: int | None,
         max_length: int | None,
         batch_size: int,
+        chars: bool = False,
+        max_word_chars: int = DEFAULT_MAX_WORD_CHARS,
         empty_texts: EmptyPolicy = "error",
         bucket: bool,
         num_workers: int,
@@ -237,10 +258,15 @@ class TokenTaggingData(SplitDataModule):
         self.packed: dict[str, PackedSequences] = {}
         self.truncated: dict[str, int] = {}
         self.empty_texts = empty_texts
+        self.max_word_chars = max_word_chars
+        self.char_vocab: list[str] | None = None
+        if chars:
+            train_words = pc.list_flatten(splits["train"].with_format("arrow")[:].column(tokens_column))
+            self.char_vocab = build_char_vocab(map(str, pc.unique(train_words).to_pylist()))
 
-    def encode_function(self) -> EncodeWords:
-        """The (picklable) batched map function: words -> ids, tags -> tag ids."""
-        return EncodeWords(
+    def encode_function(self) -> EncodeWords | _EncodeWordsAndChars:
+        """The (picklable) batched map function: words -> ids (and character ids), tags -> tag ids."""
+        words = EncodeWords(
             self.tokenizer,
             self.tokens_column,
             self.tags_column,
@@ -248,6 +274,16 @@ class TokenTaggingData(SplitDataModule):
             unk_id=self.unk_id,
             max_length=self.max_length,
         )
+        if self.char_vocab is None:
+            return words
+        chars = EncodeChars(self.tokens_column, self.char_vocab, self.max_word_chars, self.max_length)
+        return _EncodeWordsAndChars(words, chars)
+
+    def _sequence_pads(self) -> dict[str, int]:
+        pads = {"input_ids": self.pad_id, "tags": IGNORE_INDEX}
+        if self.char_vocab is not None:
+            pads["char_ids"] = CHAR_PAD_ID
+        return pads
 
     def _encode(self, split: str) -> datasets.Dataset:
         ds = self.raw_splits[split]
@@ -269,14 +305,16 @@ class TokenTaggingData(SplitDataModule):
         for split in wanted:
             if split in self.raw_splits and split not in self.encoded:
                 self.encoded[split] = self._encode(split)
-                self.packed[split] = PackedSequences.from_arrow(self.encoded[split], ["input_ids", "tags"])
+                self.packed[split] = PackedSequences.from_arrow(
+                    self.encoded[split], list(self._sequence_pads())
+                )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.raw_splits:
             raise ValueError(f"no {split!r} split; the splits are {list(self.raw_splits)}")
         if split not in self.packed:
             self.setup(None)
-        collate = PadCollate({"input_ids": self.pad_id, "tags": IGNORE_INDEX})
+        collate = PadCollate(self._sequence_pads())
         return padded_loader(
             self.packed[split], collate, self.batch_size, train, self.bucket, self.seed, self._loader_options
         )
@@ -290,3 +328,13 @@ class _IdsToNames:
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         return {self.column: [[self.names[int(t)] for t in row] for row in batch[self.column]]}
+
+
+class _EncodeWordsAndChars:
+    """Batched map: the word encoding plus each word's character ids."""
+
+    def __init__(self, words: EncodeWords, chars: EncodeChars) -> None:
+        self.words, self.chars = words, chars
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {**self.words(batch), **self.chars(batch)}
