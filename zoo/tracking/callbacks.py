@@ -288,7 +288,12 @@ class RunInfoCallback(Callback):
 
         client, run_id = logger.experiment, logger.run_id
         with tempfile.TemporaryDirectory() as tmp:
-            keys = client.get_run(run_id).data.metrics.keys()
+            # the summaries logged once above are numbers, not curves
+            keys = [
+                k
+                for k in client.get_run(run_id).data.metrics
+                if k != FIT_SECONDS and not k.startswith("best_")
+            ]
             history = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in keys}
             if learning_curves(history, Path(tmp) / "learning_curves.png") is not None:
                 client.log_artifact(run_id, str(Path(tmp) / "learning_curves.png"), "plots")
