@@ -10,6 +10,7 @@ default (:func:`default_logger`; ``docs/tracking.md``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -1100,6 +1101,17 @@ def _cells_command(args: list[str]) -> int:
     return 0
 
 
+def _leave_process_group() -> None:
+    """After a fault that stopped every DDP rank at once (the non-finite guard decides on all ranks), leave
+    the process group: exiting with gloo's threads alive aborted the process (``terminate called without an
+    active exception``, exit status -6) instead of returning the error's status."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zoo`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1135,6 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv = saved_argv
     except ZooError as err:
         print(f"zoo: error: {err}", file=sys.stderr)
+        _leave_process_group()
         return err.exit_code
     except TrackingServerUnreachable as err:
         print(f"zoo: error: {err}", file=sys.stderr)

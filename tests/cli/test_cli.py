@@ -247,7 +247,7 @@ def test_task_and_data_that_do_not_fit_name_the_missing_sizes(zoo_main) -> None:
 def test_linked_sizes_cover_the_interfaces() -> None:
     assert set(LINKED_SIZES) == {
         "vocab_size", "num_classes", "label_names", "num_tags", "tag_names", "pad_id",
-        "num_features", "num_targets", "horizon", "target_mean", "target_std",
+        "num_features", "num_targets", "horizon", "target_mean", "target_std", "char_vocab", "max_word_chars",
     }  # fmt: skip
     assert issubclass(ZooCLI, __import__("lightning.pytorch.cli", fromlist=["LightningCLI"]).LightningCLI)
 
